@@ -1,0 +1,28 @@
+# Two entry points: `make repro` runs the pipeline, `make test` runs lint and the test suite.
+# Both create .venv from requirements.lock first, and only when it is missing or stale.
+PYTHON ?= python3.11
+VENV := .venv
+INSTALLED := $(VENV)/.installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: repro test lock
+
+repro: $(INSTALLED)
+	dvc repro
+
+test: $(INSTALLED)
+	ruff check .
+	python -m pytest
+
+$(INSTALLED): requirements.lock
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	touch $@
+
+# Re-resolve the dependencies of pyproject.toml and pin every version into requirements.lock.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check ".[dev]"
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^mnist-dvc' > requirements.lock
+	rm -rf .lock-venv

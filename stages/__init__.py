@@ -1,0 +1,1 @@
+"""DVC pipeline stages that train and compare Keras models on MNIST."""

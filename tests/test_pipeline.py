@@ -1,0 +1,99 @@
+"""End to end: the real pipeline, on real MNIST from the mirror, with one or two epochs a variant.
+
+It runs in a temporary copy of the project, so the repo's own dvc.lock and metrics stay as they are.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import copy_project, dvc, repo_params, write_params
+
+VARIANTS = tuple(repo_params()["models"])
+TINY = {
+    "fetch.source": "mirror",
+    "models.small.epochs": 1,
+    "models.wide_dropout.epochs": 2,
+    "models.wide.epochs": 1,
+}
+PARAM_COUNTS = {"small": 9474, "wide_dropout": 669_706, "wide": 669_706}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = copy_project(tmp_path_factory.mktemp("pipeline"))
+    write_params(folder, TINY)
+    dvc("repro", cwd=folder)
+    return folder
+
+
+def metrics(project: Path, variant: str) -> dict:
+    return json.loads((project / "metrics" / f"{variant}.json").read_text())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_variant_writes_sane_metrics_and_plots(project: Path, variant: str) -> None:
+    result = metrics(project, variant)
+    epochs = TINY[f"models.{variant}.epochs"]
+    assert 0.8 < result["test"]["accuracy"] <= 1.0
+    assert 0.0 < result["test"]["loss"] < 1.0
+    assert result["params"] == PARAM_COUNTS[variant]
+    assert result["training"]["epochs"] == epochs
+    assert 1 <= result["validation"]["best_epoch"] <= epochs
+    assert result["training"]["seconds"] > 0
+    assert result["training"]["samples_per_second"] > 0
+    assert sorted(result["per_class"]) == [str(label) for label in range(10)]
+    assert 0.8 < result["macro"]["f1"] <= 1.0
+
+    with (project / "history" / f"{variant}.csv").open() as stream:
+        history = list(csv.DictReader(stream))
+    assert len(history) == epochs
+    assert {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"} <= set(history[0])
+    best = max(float(row["val_accuracy"]) for row in history)
+    assert result["validation"]["best_accuracy"] == pytest.approx(best)
+
+    with (project / "plots" / variant / "predictions.csv").open() as stream:
+        predictions = list(csv.DictReader(stream))
+    assert len(predictions) == 10000
+    correct = sum(row["actual"] == row["predicted"] for row in predictions)
+    assert correct / 10000 == pytest.approx(result["test"]["accuracy"])
+    for image in ("accuracy.png", "misclassified.png"):
+        assert (project / "plots" / variant / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (project / "models" / f"{variant}.keras").stat().st_size > 0
+
+
+def test_one_epoch_of_the_small_model_beats_90_percent(project: Path) -> None:
+    assert metrics(project, "small")["test"]["accuracy"] > 0.90
+
+
+def test_pipeline_is_up_to_date_after_repro(project: Path) -> None:
+    assert "up to date" in dvc("status", cwd=project).stdout
+
+
+def test_metrics_show_lists_every_variant(project: Path) -> None:
+    shown = dvc("metrics", "show", cwd=project).stdout
+    for variant in VARIANTS:
+        assert f"metrics/{variant}.json" in shown
+
+
+def test_plots_show_writes_html_with_every_chart(project: Path) -> None:
+    dvc("plots", "show", cwd=project)
+    html = (project / "dvc_plots" / "index.html").read_text()
+    assert "Validation accuracy per epoch" in html
+    assert "Validation loss per epoch" in html
+    for variant in VARIANTS:
+        assert f"history/{variant}.csv" in html
+        assert f"plots/{variant}/predictions.csv" in html
+        assert f"plots_{variant}_misclassified.png" in html or f"{variant}/misclassified" in html
+
+
+def test_changing_one_variant_reruns_only_that_variant(project: Path) -> None:
+    write_params(project, {**TINY, "models.wide.dropout": 0.1})
+    output = dvc("repro", cwd=project).stdout
+    assert "Running stage 'train@wide'" in output
+    assert "Running stage 'evaluate@wide'" in output
+    for stage in ("fetch", "split", "train@small", "evaluate@small", "train@wide_dropout"):
+        assert f"Running stage '{stage}'" not in output
+    assert metrics(project, "wide")["training"]["epochs"] == 1
