@@ -170,6 +170,13 @@ def history_file(variant: str) -> Path:
     return Path("history") / f"{variant}.csv"
 
 
+def read_history(path: Path) -> np.ndarray:
+    """The per-epoch history CSV as a structured array, one record per epoch."""
+    if not path.exists():
+        raise StageError(f"{path} is missing", "run `dvc repro` to train that variant")
+    return np.atleast_1d(np.genfromtxt(path, delimiter=",", names=True))
+
+
 def metrics_file(variant: str) -> Path:
     return Path("metrics") / f"{variant}.json"
 

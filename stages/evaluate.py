@@ -15,6 +15,7 @@ from stages.data import (
     metrics_file,
     model_file,
     plots_dir,
+    read_history,
     write_json,
 )
 from stages.errors import StageError, run_stage
@@ -32,12 +33,6 @@ def load_model(path: Path) -> keras.Model:
     except (ValueError, OSError, TypeError) as error:
         cause = str(error).splitlines()[0]
         raise StageError(f"cannot load {path}: {cause}", "retrain with `dvc repro -f`") from None
-
-
-def read_history(path: Path) -> np.ndarray:
-    if not path.exists():
-        raise StageError(f"{path} is missing", "run `dvc repro` to train it first")
-    return np.genfromtxt(path, delimiter=",", names=True)
 
 
 def classification_metrics(actual: np.ndarray, probabilities: np.ndarray) -> dict:

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+from keras.optimizers.schedules import LearningRateSchedule
 
 from stages.data import IMAGE_SHAPE, NUM_CLASSES
 from stages.params import ModelParams
@@ -37,9 +38,20 @@ def build_model(params: ModelParams) -> keras.Model:
     return keras.Sequential(layers, name=params.name)
 
 
-def compile_model(model: keras.Model, params: ModelParams, steps_per_execution: int) -> None:
+def learning_rate(params: ModelParams, steps_per_epoch: int) -> float | LearningRateSchedule:
+    """The constant rate, or a cosine decay from it to zero over all training steps."""
+    if params.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            params.learning_rate, decay_steps=params.epochs * steps_per_epoch
+        )
+    return params.learning_rate
+
+
+def compile_model(
+    model: keras.Model, params: ModelParams, steps_per_epoch: int, steps_per_execution: int
+) -> None:
     model.compile(
-        optimizer=OPTIMIZERS[params.optimizer](learning_rate=params.learning_rate),
+        optimizer=OPTIMIZERS[params.optimizer](learning_rate(params, steps_per_epoch)),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,

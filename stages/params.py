@@ -16,6 +16,7 @@ SOURCES = ("auto", "url", "mirror")
 LAYOUTS = ("rows", "flat")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "selu")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+SCHEDULES = ("constant", "cosine")
 
 
 class ParamsError(StageError):
@@ -57,6 +58,7 @@ class ModelParams:
     dropout: float
     optimizer: str
     learning_rate: float
+    lr_schedule: str
     batch_size: int
     epochs: int
 
@@ -175,6 +177,7 @@ def _model(name: str, raw: Any) -> ModelParams:
         learning_rate=_number(
             section["learning_rate"], f"{key}.learning_rate", 1e-12, math.inf, "a number > 0"
         ),
+        lr_schedule=_choice(section["lr_schedule"], f"{key}.lr_schedule", SCHEDULES),
         batch_size=_integer(section["batch_size"], f"{key}.batch_size", 1),
         epochs=_integer(section["epochs"], f"{key}.epochs", 1),
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.data import history_file, metrics_file, write_text
+from stages.data import history_file, metrics_file, read_history, write_text
 from stages.errors import StageError, run_stage
 from stages.params import load_params
 from stages.plots import plot_validation_accuracy
@@ -29,12 +29,6 @@ def read_json(path: Path) -> dict:
     if not path.exists():
         raise StageError(f"{path} is missing", "run `dvc repro` to evaluate every variant")
     return json.loads(path.read_text())
-
-
-def read_history(path: Path) -> np.ndarray:
-    if not path.exists():
-        raise StageError(f"{path} is missing", "run `dvc repro` to train every variant")
-    return np.genfromtxt(path, delimiter=",", names=True)
 
 
 def percent(value: float) -> str:

@@ -1,6 +1,7 @@
 """Stage train@<variant>: fit one variant, keeping the epoch with the best validation accuracy."""
 
 import argparse
+import math
 import sys
 import time
 
@@ -41,7 +42,8 @@ def train(variant: str) -> None:
 
     configure_tensorflow(params.train)
     model = build_model(model_params)
-    compile_model(model, model_params, params.train.steps_per_execution)
+    steps_per_epoch = math.ceil(len(y_train) / model_params.batch_size)
+    compile_model(model, model_params, steps_per_epoch, params.train.steps_per_execution)
     model.summary()
 
     with (

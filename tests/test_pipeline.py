@@ -84,9 +84,13 @@ def test_plots_show_writes_html_with_every_chart(project: Path) -> None:
     assert "Validation accuracy per epoch" in html
     assert "Validation loss per epoch" in html
     for variant in VARIANTS:
-        assert f"history/{variant}.csv" in html
+        assert html.count(f'"variant": "{variant}"') == 2 * TINY[f"models.{variant}.epochs"]
         assert f"plots/{variant}/predictions.csv" in html
-        assert f"plots_{variant}_misclassified.png" in html or f"{variant}/misclassified" in html
+        for image in ("accuracy", "misclassified"):
+            assert f'<img src="static/workspace_plots_{variant}_{image}.png">' in html
+            assert (
+                project / "dvc_plots" / "static" / f"workspace_plots_{variant}_{image}.png"
+            ).exists()
 
 
 def test_changing_one_variant_reruns_only_that_variant(project: Path) -> None:
