@@ -36,7 +36,11 @@ def load_model(path: Path) -> keras.Model:
 
 
 def classification_metrics(actual: np.ndarray, probabilities: np.ndarray) -> dict:
-    """Accuracy, loss, per-class and macro precision/recall/F1 from sklearn.metrics."""
+    """Accuracy, loss, per-class and macro precision/recall/F1 from sklearn.metrics.
+
+    Per-class values are lists indexed by digit: `dvc metrics show` skips lists, so its table
+    stays readable while the file keeps every class.
+    """
     labels = list(range(NUM_CLASSES))
     predicted = probabilities.argmax(axis=1)
     precision, recall, f1, _ = precision_recall_fscore_support(
@@ -52,12 +56,9 @@ def classification_metrics(actual: np.ndarray, probabilities: np.ndarray) -> dic
         },
         "macro": {"precision": float(macro[0]), "recall": float(macro[1]), "f1": float(macro[2])},
         "per_class": {
-            str(label): {
-                "precision": float(precision[label]),
-                "recall": float(recall[label]),
-                "f1": float(f1[label]),
-            }
-            for label in labels
+            "precision": precision.tolist(),
+            "recall": recall.tolist(),
+            "f1": f1.tolist(),
         },
     }
 

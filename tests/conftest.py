@@ -1,5 +1,6 @@
 """Shared helpers: run stages and DVC in subprocesses, serve files on 127.0.0.1, edit params."""
 
+import contextlib
 import functools
 import http.server
 import os
@@ -7,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,18 +88,35 @@ def copy_project(destination: Path) -> Path:
     return destination
 
 
+def assert_fails_cleanly(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Exit code 1, a last stderr line `error: ...` naming every fragment, and no traceback."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in last_line
+
+
+@contextlib.contextmanager
+def local_server(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 for the duration of the block; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A folder served over HTTP on 127.0.0.1, and its base URL."""
     folder = tmp_path / "served"
     folder.mkdir()
-    handler = functools.partial(QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with local_server(functools.partial(QuietHandler, directory=str(folder))) as base:
+        yield folder, base
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

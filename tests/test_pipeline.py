@@ -4,12 +4,13 @@ It runs in a temporary copy of the project, so the repo's own dvc.lock and metri
 """
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_project, dvc, repo_params, write_params
+from tests.conftest import copy_project, dvc, repo_params, run, write_params
 
 VARIANTS = tuple(repo_params()["models"])
 TINY = {
@@ -44,7 +45,8 @@ def test_each_variant_writes_sane_metrics_and_plots(project: Path, variant: str)
     assert 1 <= result["validation"]["best_epoch"] <= epochs
     assert result["training"]["seconds"] > 0
     assert result["training"]["samples_per_second"] > 0
-    assert sorted(result["per_class"]) == [str(label) for label in range(10)]
+    assert sorted(result["per_class"]) == ["f1", "precision", "recall"]
+    assert all(len(values) == 10 for values in result["per_class"].values())
     assert 0.8 < result["macro"]["f1"] <= 1.0
 
     with (project / "history" / f"{variant}.csv").open() as stream:
@@ -101,3 +103,32 @@ def test_changing_one_variant_reruns_only_that_variant(project: Path) -> None:
     for stage in ("fetch", "split", "train@small", "evaluate@small", "train@wide_dropout"):
         assert f"Running stage '{stage}'" not in output
     assert metrics(project, "wide")["training"]["epochs"] == 1
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def commit_all(project: Path, message: str) -> tuple[str, dict[str, str]]:
+    """Commit the workspace; return the commit and the hashes of wide's model and metrics."""
+    run(["git", "add", "-A"], cwd=project)
+    run(["git", "commit", "-q", "-m", message], cwd=project)
+    commit = run(["git", "rev-parse", "HEAD"], cwd=project).stdout.strip()
+    return commit, {path: sha256(project / path) for path in WIDE_OUTPUTS}
+
+
+WIDE_OUTPUTS = ("models/wide.keras", "metrics/wide.json", "history/wide.csv")
+
+
+def test_git_checkout_and_dvc_checkout_restore_each_commit(project: Path) -> None:
+    first, first_hashes = commit_all(project, "wide with one dropout")
+    write_params(project, {**TINY, "models.wide.dropout": 0.15})
+    dvc("repro", cwd=project)
+    second, second_hashes = commit_all(project, "wide with another dropout")
+    assert first_hashes["models/wide.keras"] != second_hashes["models/wide.keras"]
+
+    for commit, hashes in ((first, first_hashes), (second, second_hashes)):
+        run(["git", "checkout", "-q", commit], cwd=project)
+        dvc("checkout", cwd=project)
+        assert {path: sha256(project / path) for path in WIDE_OUTPUTS} == hashes
+        assert "up to date" in dvc("status", cwd=project).stdout

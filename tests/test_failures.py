@@ -1,0 +1,103 @@
+"""Bad params, bad data and bad files: the stage exits non-zero with one line and writes nothing."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stages import data
+from tests.conftest import assert_fails_cleanly, run_stage, write_params
+
+
+def outputs(project: Path) -> list[Path]:
+    folders = ("models", "history", "metrics", "plots", "data")
+    return [path for name in folders for path in (project / name).rglob("*") if path.is_file()]
+
+
+@pytest.mark.parametrize(
+    ("stage", "key", "value"),
+    [
+        ("train", "models.small.epochs", 0),
+        ("train", "models.small.epochs", 1.5),
+        ("train", "models.small.batch_size", 0),
+        ("train", "models.small.dropout", 1),
+        ("train", "models.small.optimizer", "adamx"),
+        ("train", "models.small.activation", "swish3"),
+        ("train", "models.small.learning_rate", -0.1),
+        ("train", "models.small.hidden_units", []),
+        ("split", "split.validation_size", 60000),
+        ("fetch", "fetch.source", "carrier-pigeon"),
+        ("evaluate", "models.small.lr_schedule", "step"),
+    ],
+)
+def test_bad_param_fails_before_any_work(tmp_path: Path, stage: str, key: str, value) -> None:
+    write_params(tmp_path, {key: value})
+    args = ("small",) if stage in ("train", "evaluate") else ()
+    result = run_stage(stage, *args, cwd=tmp_path, check=False)
+    assert_fails_cleanly(result, key, repr(value))
+    assert outputs(tmp_path) == []
+
+
+def test_typo_key_in_model_entry_is_refused(tmp_path: Path) -> None:
+    write_params(tmp_path, {"models.small.epoch": 3})
+    assert_fails_cleanly(
+        run_stage("train", "small", cwd=tmp_path, check=False), "models.small.epoch"
+    )
+
+
+@pytest.mark.parametrize("stage", ["train", "evaluate"])
+def test_unknown_variant_is_refused(tmp_path: Path, stage: str) -> None:
+    write_params(tmp_path, {})
+    result = run_stage(stage, "huge", cwd=tmp_path, check=False)
+    assert_fails_cleanly(result, "'huge'", "small")
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["models: [unclosed\n", "- just\n- a list\n", None],
+    ids=["invalid-yaml", "not-a-mapping", "missing"],
+)
+def test_broken_params_file(tmp_path: Path, content: str | None) -> None:
+    if content is not None:
+        (tmp_path / "params.yaml").write_text(content)
+    assert_fails_cleanly(run_stage("split", cwd=tmp_path, check=False), "params.yaml")
+
+
+def write_raw(project: Path, **changes: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8),
+        "y_train": np.repeat(np.arange(10, dtype=np.uint8), data.TRAIN_CLASS_COUNTS),
+        "x_test": rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8),
+        "y_test": np.repeat(np.arange(10, dtype=np.uint8), data.TEST_CLASS_COUNTS),
+    }
+    arrays.update(changes)
+    path = project / data.RAW_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"x_train": np.zeros((60000, 784), np.uint8)}, "expected uint8 (n, 28, 28)"),
+        ({"x_test": np.zeros((10000, 28, 28), np.float32)}, "expected uint8 (n, 28, 28)"),
+        ({"y_test": np.full(10000, 11, np.uint8)}, "a label is 11"),
+        ({"y_train": np.zeros(60000, np.int64)}, "expected uint8 (60000,)"),
+        ({"y_train": np.zeros(60000, np.uint8)}, "class counts"),
+    ],
+    ids=["shape", "dtype", "label-range", "label-dtype", "class-counts"],
+)
+def test_bad_raw_arrays_are_refused(tmp_path: Path, changes: dict, message: str) -> None:
+    write_params(tmp_path, {})
+    write_raw(tmp_path, **changes)
+    assert_fails_cleanly(run_stage("split", cwd=tmp_path, check=False), message)
+    assert not (tmp_path / "data" / "split").exists()
+
+
+def test_truncated_raw_file_is_refused(tmp_path: Path) -> None:
+    write_params(tmp_path, {})
+    write_raw(tmp_path)
+    raw = tmp_path / data.RAW_FILE
+    raw.write_bytes(raw.read_bytes()[: raw.stat().st_size // 2])
+    assert_fails_cleanly(run_stage("split", cwd=tmp_path, check=False), "corrupted")
