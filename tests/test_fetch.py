@@ -44,7 +44,7 @@ def classic_pickle(arrays: dict[str, np.ndarray]) -> bytes:
 
     x, y = arrays["x_train"], arrays["y_train"]
     parts = (pair(x[:40], y[:40]), pair(x[40:], y[40:]), pair(arrays["x_test"], arrays["y_test"]))
-    return pickle.dumps(parts, protocol=2)
+    return pickle.dumps(parts, protocol=4)
 
 
 def test_url_source_downloads_and_verifies(serve) -> None:
