@@ -46,6 +46,7 @@ class SplitParams:
 class TrainParams:
     seed: int
     steps_per_execution: int
+    validation_batch_size: int
     threads: int
 
 
@@ -154,11 +155,16 @@ def _split(raw: Any) -> SplitParams:
 
 
 def _train(raw: Any) -> TrainParams:
-    section = _section(raw, "train", ("seed", "steps_per_execution", "threads"))
+    section = _section(
+        raw, "train", ("seed", "steps_per_execution", "validation_batch_size", "threads")
+    )
     return TrainParams(
         seed=_integer(section["seed"], "train.seed", 0),
         steps_per_execution=_integer(
             section["steps_per_execution"], "train.steps_per_execution", 1
+        ),
+        validation_batch_size=_integer(
+            section["validation_batch_size"], "train.validation_batch_size", 1
         ),
         threads=_integer(section["threads"], "train.threads", 0),
     )

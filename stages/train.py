@@ -4,6 +4,7 @@ import argparse
 import math
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -12,7 +13,7 @@ import tensorflow as tf
 from stages.data import atomic_output, history_file, load_split, model_file
 from stages.errors import run_stage
 from stages.models import build_model, compile_model, scale
-from stages.params import TrainParams, load_params
+from stages.params import ModelParams, TrainParams, load_params
 
 
 def configure_tensorflow(params: TrainParams) -> None:
@@ -34,35 +35,60 @@ class EpochTimer(keras.callbacks.Callback):
         logs["seconds"] = time.perf_counter() - self.started
 
 
+def fit_variant(
+    model_params: ModelParams,
+    train_params: TrainParams,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    model_path: Path,
+    history_path: Path,
+    verbose: int,
+) -> keras.callbacks.History:
+    """Build, compile and fit one variant: the train stage's code path, also timed by benchmarks/.
+
+    The model with the best validation accuracy goes to `model_path`, the history to
+    `history_path`.
+    """
+    configure_tensorflow(train_params)
+    model = build_model(model_params)
+    steps_per_epoch = math.ceil(len(train[1]) / model_params.batch_size)
+    compile_model(model, model_params, steps_per_epoch, train_params.steps_per_execution)
+    if verbose:
+        model.summary()
+    return model.fit(
+        scale(train[0]),
+        train[1],
+        batch_size=model_params.batch_size,
+        epochs=model_params.epochs,
+        validation_data=(scale(validation[0]), validation[1]),
+        validation_batch_size=train_params.validation_batch_size,
+        callbacks=[
+            EpochTimer(),
+            keras.callbacks.CSVLogger(str(history_path)),
+            keras.callbacks.ModelCheckpoint(
+                str(model_path), monitor="val_accuracy", mode="max", save_best_only=True
+            ),
+        ],
+        verbose=verbose,
+    )
+
+
 def train(variant: str) -> None:
     params = load_params()
     model_params = params.model(variant)
-    x_train, y_train = load_split("train")
-    x_validation, y_validation = load_split("validation")
-
-    configure_tensorflow(params.train)
-    model = build_model(model_params)
-    steps_per_epoch = math.ceil(len(y_train) / model_params.batch_size)
-    compile_model(model, model_params, steps_per_epoch, params.train.steps_per_execution)
-    model.summary()
-
+    train_set = load_split("train")
+    validation_set = load_split("validation")
     with (
         atomic_output(model_file(variant)) as model_temporary,
         atomic_output(history_file(variant)) as history_temporary,
     ):
-        history = model.fit(
-            scale(x_train),
-            y_train,
-            batch_size=model_params.batch_size,
-            epochs=model_params.epochs,
-            validation_data=(scale(x_validation), y_validation),
-            callbacks=[
-                EpochTimer(),
-                keras.callbacks.CSVLogger(str(history_temporary)),
-                keras.callbacks.ModelCheckpoint(
-                    str(model_temporary), monitor="val_accuracy", mode="max", save_best_only=True
-                ),
-            ],
+        history = fit_variant(
+            model_params,
+            params.train,
+            train_set,
+            validation_set,
+            model_temporary,
+            history_temporary,
             verbose=1 if sys.stdout.isatty() else 2,
         )
     val_accuracy = history.history["val_accuracy"]

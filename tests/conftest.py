@@ -122,3 +122,15 @@ def serve(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+SPLIT_SETTINGS = {"fetch.source": "mirror", "models.small.epochs": 1}
+
+
+@pytest.fixture(scope="session")
+def split_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy with the real MNIST fetched (from the mirror) and split, no model trained."""
+    project = copy_project(tmp_path_factory.mktemp("split"))
+    write_params(project, SPLIT_SETTINGS)
+    dvc("repro", "split", cwd=project)
+    return project

@@ -1,0 +1,194 @@
+"""Benchmark: training speed of the project's code path against a plain Keras baseline.
+
+    python -m benchmarks.train_speed [--quick] [--variants small wide ...]
+
+For each variant, on the real split, it times epochs after a warm-up epoch of
+(a) `stages.train.fit_variant`, exactly as the train stage runs it, and
+(b) the same model compiled with Keras defaults and fitted with `model.fit(x, y, batch_size,
+epochs, validation_data)`, as the 2016 scripts did.
+Each measurement runs in a fresh process. The table also gives achieved GFLOP/s (6 x the
+multiply-adds per sample, forward plus backward) against a ceiling measured in the same run:
+numpy float32 matrix multiply on large matrices. Results go to benchmarks/results/.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+RESULTS_FILE = Path("benchmarks/results/train_speed.json")
+
+
+def matmul_ceiling(size: int, repeats: int) -> float:
+    """Best GFLOP/s of a float32 size x size matrix multiply with numpy."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((size, size), dtype=np.float32), rng.random((size, size), dtype=np.float32)
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def multiply_adds_per_sample(model: "keras.Model") -> int:
+    """Multiply-adds of one forward pass: each Dense kernel once per position it is applied at."""
+    total = 0
+    for layer in model.layers:
+        if layer.__class__.__name__ == "Dense":
+            positions = math.prod(layer.input.shape[1:-1])
+            total += layer.kernel.shape[0] * layer.kernel.shape[1] * positions
+    return total
+
+
+def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> dict:
+    """Seconds of each timed epoch (the warm-up epoch dropped) for one variant and code path."""
+    from stages.data import load_split
+    from stages.models import OPTIMIZERS, build_model, scale
+    from stages.params import load_params
+    from stages.train import EpochTimer, fit_variant
+
+    params = load_params()
+    model_params = dataclasses.replace(params.model(variant), epochs=1 + timed_epochs)
+    x_train, y_train = load_split("train")
+    validation = load_split("validation")
+    train = (x_train[:limit], y_train[:limit])
+    with tempfile.TemporaryDirectory() as folder:
+        if path == "project":
+            history = fit_variant(
+                model_params,
+                params.train,
+                train,
+                validation,
+                Path(folder, "model.keras"),
+                Path(folder, "history.csv"),
+                0,
+            )
+            model = history.model
+        else:
+            model = build_model(model_params)
+            model.compile(
+                optimizer=OPTIMIZERS[model_params.optimizer](),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+            )
+            history = model.fit(
+                scale(train[0]),
+                train[1],
+                batch_size=model_params.batch_size,
+                epochs=model_params.epochs,
+                validation_data=(scale(validation[0]), validation[1]),
+                callbacks=[EpochTimer()],
+                verbose=0,
+            )
+    return {
+        "seconds": history.history["seconds"][1:],
+        "samples": len(train[1]),
+        "multiply_adds": multiply_adds_per_sample(model),
+    }
+
+
+def measure_in_subprocess(variant: str, path: str, timed_epochs: int, limit: int | None) -> dict:
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.train_speed",
+        "--measure",
+        variant,
+        path,
+        "--timed-epochs",
+        str(timed_epochs),
+    ]
+    if limit:
+        command += ["--limit", str(limit)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"measurement {variant}/{path} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def row(variant: str, project: dict, baseline: dict, ceiling: float) -> dict:
+    seconds = statistics.median(project["seconds"])
+    baseline_seconds = statistics.median(baseline["seconds"])
+    samples_per_second = project["samples"] / seconds
+    gflops = samples_per_second * 6 * project["multiply_adds"] / 1e9
+    return {
+        "variant": variant,
+        "seconds_per_epoch": round(seconds, 3),
+        "baseline_seconds_per_epoch": round(baseline_seconds, 3),
+        "ratio": round(seconds / baseline_seconds, 3),
+        "samples_per_second": round(samples_per_second),
+        "gflops": round(gflops, 1),
+        "ceiling_fraction": round(gflops / ceiling, 3),
+    }
+
+
+def table(rows: list[dict], ceiling: float) -> str:
+    lines = [
+        "| Variant | s/epoch (project) | s/epoch (baseline) | project/baseline | samples/s "
+        "| GFLOP/s | of ceiling |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['seconds_per_epoch']:.2f} "
+            f"| {r['baseline_seconds_per_epoch']:.2f} | {r['ratio']:.2f} "
+            f"| {r['samples_per_second']:,} | {r['gflops']:.1f} "
+            f"| {100 * r['ceiling_fraction']:.0f} % |"
+        )
+    lines.append(f"\nCeiling: numpy float32 matmul, {ceiling:.1f} GFLOP/s.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="2,048 samples, seconds in all")
+    parser.add_argument("--variants", nargs="+", help="default: every variant in params.yaml")
+    parser.add_argument("--timed-epochs", type=int, default=3)
+    parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs=2, metavar=("VARIANT", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    args = parser.parse_args()
+
+    if args.measure:
+        print(json.dumps(measure(*args.measure, args.timed_epochs, args.limit)))
+        return
+
+    from stages.params import load_params
+
+    variants = args.variants or list(load_params().models)
+    limit = 2048 if args.quick else None
+    ceiling = matmul_ceiling(size=1024 if args.quick else 4096, repeats=3 if args.quick else 5)
+    rows = []
+    for variant in variants:
+        project = measure_in_subprocess(variant, "project", args.timed_epochs, limit)
+        baseline = measure_in_subprocess(variant, "baseline", args.timed_epochs, limit)
+        rows.append(row(variant, project, baseline, ceiling))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps(
+            {"quick": args.quick, "matmul_ceiling_gflops": round(ceiling, 1), "rows": rows},
+            indent=2,
+        )
+        + "\n"
+    )
+    print(table(rows, ceiling))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The training-speed benchmark's quick mode produces a full table (timings are not asserted)."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from tests.conftest import run
+
+
+def test_quick_benchmark_writes_a_table_of_positive_finite_values(
+    split_project: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "train_speed.json"
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.train_speed",
+            "--quick",
+            "--timed-epochs",
+            "2",
+            "--variants",
+            "small",
+            "wide",
+            "--output",
+            str(output),
+        ],
+        cwd=split_project,
+    )
+    assert "| small |" in result.stdout and "| wide |" in result.stdout
+    report = json.loads(output.read_text())
+    assert report["quick"] is True
+    assert math.isfinite(report["matmul_ceiling_gflops"]) and report["matmul_ceiling_gflops"] > 0
+    assert [row["variant"] for row in report["rows"]] == ["small", "wide"]
+    for row in report["rows"]:
+        for key in (
+            "seconds_per_epoch",
+            "baseline_seconds_per_epoch",
+            "ratio",
+            "samples_per_second",
+            "gflops",
+            "ceiling_fraction",
+        ):
+            assert math.isfinite(row[key]) and row[key] > 0, (key, row)
