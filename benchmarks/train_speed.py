@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure", nargs=2, metavar=("VARIANT", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    parser.add_argument("--readme", type=Path, help="also write the table into this README")
     args = parser.parse_args()
 
     if args.measure:
@@ -187,7 +188,12 @@ def main() -> None:
         )
         + "\n"
     )
-    print(table(rows, ceiling))
+    text = table(rows, ceiling)
+    if args.readme:
+        from stages.report import update_readme
+
+        update_readme(args.readme, text, block="speed-benchmark")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ SUMMARY_FILE = REPORTS_DIR / "summary.md"
 HISTORY_FILE = REPORTS_DIR / "history.csv"
 CHART_FILE = REPORTS_DIR / "val_accuracy.png"
 HISTORY_COLUMNS = ("epoch", "accuracy", "loss", "val_accuracy", "val_loss", "seconds")
-README_BLOCK = re.compile(r"(<!-- results:start -->\n).*?(<!-- results:end -->)", re.DOTALL)
+README_BLOCK = "results"
 
 
 def read_json(path: Path) -> dict:
@@ -68,14 +68,21 @@ def history_csv(histories: dict[str, np.ndarray]) -> str:
     return buffer.getvalue()
 
 
-def update_readme(readme: Path, table: str) -> None:
-    text = readme.read_text()
-    if not README_BLOCK.search(text):
+def readme_block(name: str) -> re.Pattern:
+    """The text between `<!-- name:start -->` and `<!-- name:end -->` lines."""
+    return re.compile(rf"(<!-- {name}:start -->\n)(.*?)(<!-- {name}:end -->)", re.DOTALL)
+
+
+def update_readme(readme: Path, text: str, block: str = README_BLOCK) -> None:
+    """Replace the marked block of the README with `text`."""
+    content = readme.read_text()
+    pattern = readme_block(block)
+    if not pattern.search(content):
         raise StageError(
-            f"{readme} has no <!-- results:start --> ... <!-- results:end --> block",
-            "add the two markers where the table belongs",
+            f"{readme} has no <!-- {block}:start --> ... <!-- {block}:end --> block",
+            "add the two markers where the text belongs",
         )
-    write_text(readme, README_BLOCK.sub(lambda match: match[1] + table + match[2], text))
+    write_text(readme, pattern.sub(lambda match: match[1] + text + match[3], content))
 
 
 def main() -> None:
