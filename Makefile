@@ -14,8 +14,10 @@ test: $(INSTALLED)
 	ruff check .
 	python -m pytest
 
+# A changed lock rebuilds the venv from scratch, so that nothing outside the lock lingers.
 $(INSTALLED): requirements.lock
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	touch $@
 
@@ -24,5 +26,5 @@ lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check ".[dev]"
-	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^mnist-dvc' > requirements.lock
+	.lock-venv/bin/python -m pip freeze | grep -v '^mnist-dvc' > requirements.lock
 	rm -rf .lock-venv

@@ -9,7 +9,6 @@ process), then times a no-op `dvc repro` three times. Results go to benchmarks/r
 """
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -19,48 +18,58 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from stages.data import write_json
+from stages.report import update_readme
 
 RESULTS_FILE = Path("benchmarks/results/pipeline.json")
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/plots", ".dvcignore")
+PROJECT_FILES = (
+    "dvc.yaml",
+    "params.yaml",
+    "stages",
+    ".dvc/config",
+    ".dvc/plots",
+    ".dvcignore",
+    ".gitignore",
+)
 
 
 def timed(command: list[str], cwd: Path) -> tuple[float, int]:
     """Wall seconds and peak resident MB of a command and the children it waited for."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{process.stderr.read().decode()[-2000:]}")
+    with tempfile.TemporaryFile() as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.seek(0)
+            raise SystemExit(f"{' '.join(command)} failed:\n{log.read().decode()[-2000:]}")
     return seconds, usage.ru_maxrss // 1024
 
 
-def stage_names(project: Path) -> list[str]:
-    """Every stage of dvc.yaml in order, `foreach` stages expanded over the variants."""
-    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    variants = yaml.safe_load((project / "params.yaml").read_text())["models"]
-    names = []
-    for name, definition in stages.items():
-        names += [f"{name}@{v}" for v in variants] if "foreach" in definition else [name]
-    return names
-
-
-def copy_project(destination: Path) -> None:
+def copy_project(source: Path, destination: Path) -> Path:
+    """Copy the pipeline's source (no outputs) from `source` into `destination`, a new git repo."""
     for name in PROJECT_FILES:
-        source, target = Path(name), destination / name
+        target = destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        if (source / name).is_dir():
+            shutil.copytree(source / name, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            shutil.copy2(source, target)
+            shutil.copy2(source / name, target)
     subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
+    return destination
 
 
 def run_pipeline(project: Path) -> dict:
     dvc = str(Path(sys.executable).parent / "dvc")
+    listing = subprocess.run(
+        [dvc, "stage", "list", "--name-only"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     stages = []
-    for name in stage_names(project):
+    for name in listing.stdout.split():
         seconds, peak_mb = timed([dvc, "repro", "--single-item", name], project)
         stages.append({"stage": name, "seconds": round(seconds, 1), "peak_mb": peak_mb})
         print(f"{name}: {seconds:.1f} s, {peak_mb} MB", flush=True)
@@ -102,14 +111,10 @@ def main() -> None:
 
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     with tempfile.TemporaryDirectory() as folder:
-        copy_project(Path(folder))
-        results = run_pipeline(Path(folder))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+        results = run_pipeline(copy_project(Path.cwd(), Path(folder)))
+    write_json(args.output, results)
     text = markdown(results)
     if args.readme:
-        from stages.report import update_readme
-
         update_readme(args.readme, text, block="pipeline-benchmark")
     print(text)
 

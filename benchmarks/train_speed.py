@@ -25,6 +25,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stages.data import write_json
+from stages.params import load_params
+from stages.report import update_readme
+
 if TYPE_CHECKING:
     import keras
 
@@ -58,7 +62,6 @@ def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> di
     """Seconds of each timed epoch (the warm-up epoch dropped) for one variant and code path."""
     from stages.data import load_split
     from stages.models import OPTIMIZERS, build_model, scale
-    from stages.params import load_params
     from stages.train import EpochTimer, fit_variant
 
     params = load_params()
@@ -170,8 +173,6 @@ def main() -> None:
         print(json.dumps(measure(*args.measure, args.timed_epochs, args.limit)))
         return
 
-    from stages.params import load_params
-
     variants = args.variants or list(load_params().models)
     limit = 2048 if args.quick else None
     ceiling = matmul_ceiling(size=1024 if args.quick else 4096, repeats=3 if args.quick else 5)
@@ -180,18 +181,10 @@ def main() -> None:
         project = measure_in_subprocess(variant, "project", args.timed_epochs, limit)
         baseline = measure_in_subprocess(variant, "baseline", args.timed_epochs, limit)
         rows.append(row(variant, project, baseline, ceiling))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {"quick": args.quick, "matmul_ceiling_gflops": round(ceiling, 1), "rows": rows},
-            indent=2,
-        )
-        + "\n"
-    )
+    report = {"quick": args.quick, "matmul_ceiling_gflops": round(ceiling, 1), "rows": rows}
+    write_json(args.output, report)
     text = table(rows, ceiling)
     if args.readme:
-        from stages.report import update_readme
-
         update_readme(args.readme, text, block="speed-benchmark")
     print(text)
 

@@ -74,14 +74,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sha256_array(array: np.ndarray) -> str:
     """Hash of an array's dtype, shape and bytes, independent of the file it is stored in."""
     header = f"{array.dtype.str}{array.shape}".encode()
@@ -92,30 +84,27 @@ def class_counts(labels: np.ndarray) -> list[int]:
     return np.bincount(labels, minlength=NUM_CLASSES).tolist()
 
 
-def check_images_and_labels(images: np.ndarray, labels: np.ndarray, what: str) -> None:
+def check_images_and_labels(images: np.ndarray, labels: np.ndarray, what: str, hint: str) -> None:
     """Refuse arrays that are not uint8 MNIST images with labels 0-9."""
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
         raise StageError(
-            f"{what}: images are {images.dtype} {images.shape}, expected uint8 (n, 28, 28)",
-            "rerun `dvc repro fetch`",
+            f"{what}: images are {images.dtype} {images.shape}, expected uint8 (n, 28, 28)", hint
         )
     if labels.dtype != np.uint8 or labels.shape != (images.shape[0],):
         raise StageError(
             f"{what}: labels are {labels.dtype} {labels.shape}, "
             f"expected uint8 ({images.shape[0]},)",
-            "rerun `dvc repro fetch`",
+            hint,
         )
     if labels.size and labels.max() >= NUM_CLASSES:
-        raise StageError(
-            f"{what}: a label is {labels.max()}, expected 0-9", "rerun `dvc repro fetch`"
-        )
+        raise StageError(f"{what}: a label is {labels.max()}, expected 0-9", hint)
 
 
 def check_mnist(arrays: dict[str, np.ndarray]) -> None:
     """Check shapes, dtypes and the canonical class counts of the full MNIST arrays."""
     for part, expected in (("train", TRAIN_CLASS_COUNTS), ("test", TEST_CLASS_COUNTS)):
         images, labels = arrays[f"x_{part}"], arrays[f"y_{part}"]
-        check_images_and_labels(images, labels, f"MNIST {part}")
+        check_images_and_labels(images, labels, f"MNIST {part}", "rerun `dvc repro fetch`")
         counts = class_counts(labels)
         if counts != list(expected):
             raise StageError(
@@ -148,15 +137,34 @@ def split_manifest(splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str
     }
 
 
+def read_json(path: Path, hint: str) -> dict[str, Any]:
+    """A JSON object from `path`, with a clear error when it is missing or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StageError(f"{path} is missing", hint) from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise StageError(f"{path} is not valid JSON: {error}", hint) from None
+    if not isinstance(data, dict):
+        raise StageError(f"{path} does not hold a JSON object", hint)
+    return data
+
+
+def split_size(name: str) -> int:
+    """The number of samples in one split, from the manifest."""
+    entry = read_json(MANIFEST_FILE, "run `dvc repro split`").get(name)
+    if not isinstance(entry, dict) or not isinstance(entry.get("size"), int):
+        raise StageError(f"{MANIFEST_FILE} has no size for {name!r}", "run `dvc repro split`")
+    return entry["size"]
+
+
 def load_split(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Load one split and check it against the manifest written beside it."""
     hint = "run `dvc repro split`"
     arrays = load_arrays(split_file(name), ("x", "y"), hint)
     images, labels = arrays["x"], arrays["y"]
-    check_images_and_labels(images, labels, str(split_file(name)))
-    if not MANIFEST_FILE.exists():
-        raise StageError(f"{MANIFEST_FILE} is missing", hint)
-    expected = json.loads(MANIFEST_FILE.read_text()).get(name)
+    check_images_and_labels(images, labels, str(split_file(name)), hint)
+    expected = read_json(MANIFEST_FILE, hint).get(name)
     if expected != split_manifest({name: (images, labels)})[name]:
         raise StageError(f"{split_file(name)} does not match {MANIFEST_FILE}", hint)
     return images, labels
@@ -170,11 +178,24 @@ def history_file(variant: str) -> Path:
     return Path("history") / f"{variant}.csv"
 
 
+HISTORY_COLUMNS = ("epoch", "accuracy", "loss", "val_accuracy", "val_loss", "seconds")
+
+
 def read_history(path: Path) -> np.ndarray:
     """The per-epoch history CSV as a structured array, one record per epoch."""
+    hint = "run `dvc repro` to train that variant"
     if not path.exists():
-        raise StageError(f"{path} is missing", "run `dvc repro` to train that variant")
-    return np.atleast_1d(np.genfromtxt(path, delimiter=",", names=True))
+        raise StageError(f"{path} is missing", hint)
+    try:
+        history = np.atleast_1d(np.genfromtxt(path, delimiter=",", names=True))
+    except ValueError as error:
+        raise StageError(f"{path} is not a history CSV: {error}", hint) from None
+    missing = [column for column in HISTORY_COLUMNS if column not in (history.dtype.names or ())]
+    if missing:
+        raise StageError(f"{path} lacks the columns {missing}", hint)
+    if history.size == 0 or any(np.isnan(history[column]).any() for column in HISTORY_COLUMNS):
+        raise StageError(f"{path} has no rows, or values that are not numbers", hint)
+    return history
 
 
 def metrics_file(variant: str) -> Path:

@@ -24,5 +24,7 @@ def run_stage(main: Callable[[], None]) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("interrupted: no output was written", file=sys.stderr)
+        print(
+            "interrupted: the stage did not finish (hint: `dvc repro` reruns it)", file=sys.stderr
+        )
         sys.exit(130)

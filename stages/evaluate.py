@@ -1,6 +1,7 @@
 """Stage evaluate@<variant>: test-set metrics, confusion data and images for one variant."""
 
 import argparse
+import zipfile
 from pathlib import Path
 
 import keras
@@ -16,6 +17,7 @@ from stages.data import (
     model_file,
     plots_dir,
     read_history,
+    split_size,
     write_json,
 )
 from stages.errors import StageError, run_stage
@@ -30,7 +32,7 @@ def load_model(path: Path) -> keras.Model:
         raise StageError(f"{path} is missing", "run `dvc repro` to train it first")
     try:
         return keras.models.load_model(path, safe_mode=True)
-    except (ValueError, OSError, TypeError) as error:
+    except (ValueError, OSError, TypeError, KeyError, zipfile.BadZipFile) as error:
         cause = str(error).splitlines()[0]
         raise StageError(f"cannot load {path}: {cause}", "retrain with `dvc repro -f`") from None
 
@@ -46,15 +48,16 @@ def classification_metrics(actual: np.ndarray, probabilities: np.ndarray) -> dic
     precision, recall, f1, _ = precision_recall_fscore_support(
         actual, predicted, labels=labels, zero_division=0
     )
-    macro = precision_recall_fscore_support(
-        actual, predicted, labels=labels, average="macro", zero_division=0
-    )
     return {
         "test": {
             "accuracy": float(accuracy_score(actual, predicted)),
             "loss": float(log_loss(actual, probabilities, labels=labels)),
         },
-        "macro": {"precision": float(macro[0]), "recall": float(macro[1]), "f1": float(macro[2])},
+        "macro": {
+            "precision": float(precision.mean()),
+            "recall": float(recall.mean()),
+            "f1": float(f1.mean()),
+        },
         "per_class": {
             "precision": precision.tolist(),
             "recall": recall.tolist(),
@@ -94,11 +97,11 @@ def write_predictions(path: Path, actual: np.ndarray, predicted: np.ndarray) -> 
 
 
 def evaluate(variant: str) -> None:
-    load_params().model(variant)
+    load_params().model(variant)  # fails early on an unknown variant
     model = load_model(model_file(variant))
     history = read_history(history_file(variant))
     x_test, y_test = load_split("test")
-    train_size = len(load_split("train")[1])
+    train_size = split_size("train")
 
     probabilities = model.predict(scale(x_test), batch_size=1000, verbose=0)
     predicted = probabilities.argmax(axis=1)

@@ -71,12 +71,13 @@ def _download_once(url: str) -> bytes:
 
 def download(url: str) -> bytes:
     """Stream `url` into memory, retrying a dropped connection a bounded number of times."""
-    for _ in range(DOWNLOAD_ATTEMPTS):
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
         try:
             return _download_once(url)
         except DROPPED_CONNECTION as error:
             failure = error
-            print(f"download interrupted ({error!r}); retrying", file=sys.stderr)
+            if attempt < DOWNLOAD_ATTEMPTS:
+                print(f"download interrupted ({error!r}); retrying", file=sys.stderr)
     raise NetworkError(
         f"download of {url} failed {DOWNLOAD_ATTEMPTS} times: {failure!r}",
         "check the network, or set fetch.source: mirror",

@@ -20,12 +20,12 @@ def scale(images: np.ndarray) -> np.ndarray:
 
 
 def build_model(params: ModelParams) -> keras.Model:
-    """Two (or more) hidden Dense layers on the 28x28 image.
+    """Hidden Dense layers on the 28x28 image, each followed by Dropout when it is set.
 
     layout `rows`: the Dense layers act on each 28-pixel row, then Flatten (the 2016 small model).
-    layout `flat`: Flatten first, then the Dense layers, each followed by Dropout when set.
+    layout `flat`: Flatten first, then the Dense layers.
     """
-    layers: list[keras.layers.Layer] = [keras.Input(shape=IMAGE_SHAPE)]
+    layers: list = [keras.Input(shape=IMAGE_SHAPE)]
     if params.layout == "flat":
         layers.append(keras.layers.Flatten())
     for units in params.hidden_units:

@@ -1,16 +1,17 @@
 """Read params.yaml once and validate it into typed objects."""
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from stages.data import NUM_CLASSES, TRAIN_CLASS_COUNTS
 from stages.errors import StageError
 
 PARAMS_FILE = Path("params.yaml")
-MNIST_TRAIN_SIZE = 60_000
 
 SOURCES = ("auto", "url", "mirror")
 LAYOUTS = ("rows", "flat")
@@ -78,9 +79,12 @@ class Params:
     report: ReportParams
 
     def model(self, name: str) -> ModelParams:
-        """The variant called `name`, or a ParamsError listing the known ones."""
+        """The variant called `name`, or an error listing the known ones."""
         if name not in self.models:
-            raise ParamsError("models", name, f"one of the variants {sorted(self.models)}")
+            raise StageError(
+                f"unknown variant {name!r}: params.yaml's models are {sorted(self.models)}",
+                "pass one of them, or add the variant under `models` in params.yaml",
+            )
         return self.models[name]
 
 
@@ -98,18 +102,21 @@ def _section(raw: Any, key: str, allowed_keys: tuple[str, ...]) -> dict[str, Any
     return raw
 
 
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _integer(value: Any, key: str, minimum: int, maximum: int | None = None) -> int:
-    in_range = maximum is None or (isinstance(value, int) and value <= maximum)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or not in_range:
-        bound = f" and <= {maximum}" if maximum is not None else ""
+    bound = f" and <= {maximum}" if maximum is not None else ""
+    if not _is_integer(value) or value < minimum or (maximum is not None and value > maximum):
         raise ParamsError(key, value, f"an integer >= {minimum}{bound}")
     return value
 
 
-def _number(value: Any, key: str, low: float, high: float, allowed: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ParamsError(key, value, allowed)
-    if not (math.isfinite(value) and low <= value < high):
+def _number(value: Any, key: str, allowed: str, in_range: Callable[[float], bool]) -> float:
+    """A finite int or float for which `in_range` holds; `allowed` describes the range."""
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (numeric and math.isfinite(value) and in_range(value)):
         raise ParamsError(key, value, allowed)
     return float(value)
 
@@ -128,7 +135,7 @@ def _string(value: Any, key: str) -> str:
 
 def _hidden_units(value: Any, key: str) -> tuple[int, ...]:
     def positive(units: Any) -> bool:
-        return isinstance(units, int) and not isinstance(units, bool) and units > 0
+        return _is_integer(units) and units > 0
 
     if not isinstance(value, list) or not value or not all(map(positive, value)):
         raise ParamsError(key, value, "a non-empty list of positive integers")
@@ -148,7 +155,10 @@ def _split(raw: Any) -> SplitParams:
     section = _section(raw, "split", ("validation_size", "seed"))
     return SplitParams(
         validation_size=_integer(
-            section["validation_size"], "split.validation_size", 1, MNIST_TRAIN_SIZE - 1
+            section["validation_size"],
+            "split.validation_size",
+            NUM_CLASSES,
+            sum(TRAIN_CLASS_COUNTS) - NUM_CLASSES,
         ),
         seed=_integer(section["seed"], "split.seed", 0),
     )
@@ -172,16 +182,18 @@ def _train(raw: Any) -> TrainParams:
 
 def _model(name: str, raw: Any) -> ModelParams:
     key = f"models.{name}"
-    section = _section(raw, key, tuple(f for f in ModelParams.__dataclass_fields__ if f != "name"))
+    section = _section(raw, key, tuple(f.name for f in fields(ModelParams) if f.name != "name"))
     return ModelParams(
         name=name,
         layout=_choice(section["layout"], f"{key}.layout", LAYOUTS),
         hidden_units=_hidden_units(section["hidden_units"], f"{key}.hidden_units"),
         activation=_choice(section["activation"], f"{key}.activation", ACTIVATIONS),
-        dropout=_number(section["dropout"], f"{key}.dropout", 0.0, 1.0, "a number in [0, 1)"),
+        dropout=_number(
+            section["dropout"], f"{key}.dropout", "a number in [0, 1)", lambda v: 0 <= v < 1
+        ),
         optimizer=_choice(section["optimizer"], f"{key}.optimizer", OPTIMIZERS),
         learning_rate=_number(
-            section["learning_rate"], f"{key}.learning_rate", 1e-12, math.inf, "a number > 0"
+            section["learning_rate"], f"{key}.learning_rate", "a number > 0", lambda v: v > 0
         ),
         lr_schedule=_choice(section["lr_schedule"], f"{key}.lr_schedule", SCHEDULES),
         batch_size=_integer(section["batch_size"], f"{key}.batch_size", 1),
@@ -195,18 +207,18 @@ def _models(raw: Any) -> dict[str, ModelParams]:
     return {str(name): _model(str(name), settings) for name, settings in raw.items()}
 
 
-def _report(raw: Any) -> ReportParams:
+def _report(raw: Any, variants: dict[str, ModelParams]) -> ReportParams:
     section = _section(raw, "report", ("reference_accuracy",))
     references = section["reference_accuracy"]
+    key = "report.reference_accuracy"
     if not isinstance(references, dict):
-        raise ParamsError(
-            "report.reference_accuracy", references, "a mapping of variant to accuracy"
-        )
+        raise ParamsError(key, references, "a mapping of variant to accuracy")
+    for name, value in references.items():
+        if name not in variants:
+            raise ParamsError(f"{key}.{name}", value, f"a variant of `models` {sorted(variants)}")
     return ReportParams(
         reference_accuracy={
-            str(name): _number(
-                value, f"report.reference_accuracy.{name}", 0.0, 1.0000001, "an accuracy in [0, 1]"
-            )
+            name: _number(value, f"{key}.{name}", "an accuracy in [0, 1]", lambda v: 0 <= v <= 1)
             for name, value in references.items()
         }
     )
@@ -215,12 +227,13 @@ def _report(raw: Any) -> ReportParams:
 def parse_params(raw: Any) -> Params:
     """Validate the parsed YAML document into Params."""
     section = _section(raw, "", ("fetch", "split", "train", "models", "report"))
+    models = _models(section["models"])
     return Params(
         fetch=_fetch(section["fetch"]),
         split=_split(section["split"]),
         train=_train(section["train"]),
-        models=_models(section["models"]),
-        report=_report(section["report"]),
+        models=models,
+        report=_report(section["report"], models),
     )
 
 

@@ -1,25 +1,23 @@
 """Matplotlib images: accuracy per epoch in the 2016 project's style, and misclassified digits."""
 
+import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from stages.data import atomic_output  # noqa: E402
+from stages.data import atomic_output
 
 
-def save_figure(figure: plt.Figure, path: Path) -> None:
+def save_figure(figure: Figure, path: Path) -> None:
     with atomic_output(path) as temporary:
         figure.savefig(temporary, dpi=100, metadata={"Software": None})
-    plt.close(figure)
 
 
 def plot_accuracy(history: np.ndarray, variant: str, path: Path) -> None:
     """Train and validation accuracy per epoch, as the 2016 project plotted them."""
-    figure, axes = plt.subplots(figsize=(6, 4), layout="constrained")
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.subplots()
     epochs = history["epoch"] + 1
     axes.plot(epochs, history["accuracy"], label="train")
     axes.plot(epochs, history["val_accuracy"], label="validation")
@@ -35,10 +33,9 @@ def plot_misclassified(
     """A grid of the first `limit` misclassified digits, titled `true → predicted`."""
     wrong = np.flatnonzero(actual != predicted)[:limit]
     columns = 6
-    rows = max(1, -(-len(wrong) // columns))
-    figure, grid = plt.subplots(
-        rows, columns, figsize=(columns * 1.2, rows * 1.35), layout="constrained", squeeze=False
-    )
+    rows = max(1, math.ceil(len(wrong) / columns))
+    figure = Figure(figsize=(columns * 1.2, rows * 1.35), layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
     for axes in grid.flat:
         axes.axis("off")
     for axes, index in zip(grid.flat, wrong, strict=False):
@@ -50,7 +47,8 @@ def plot_misclassified(
 
 def plot_validation_accuracy(histories: dict[str, np.ndarray], path: Path) -> None:
     """Every variant's validation accuracy per epoch, overlaid in one chart."""
-    figure, axes = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axes = figure.subplots()
     for variant, history in histories.items():
         axes.plot(history["epoch"] + 1, history["val_accuracy"], label=variant)
     axes.set(title="validation accuracy per epoch", xlabel="epoch", ylabel="accuracy")

@@ -6,13 +6,19 @@
 import argparse
 import csv
 import io
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
-from stages.data import history_file, metrics_file, read_history, write_text
+from stages.data import (
+    HISTORY_COLUMNS,
+    history_file,
+    metrics_file,
+    read_history,
+    read_json,
+    write_text,
+)
 from stages.errors import StageError, run_stage
 from stages.params import load_params
 from stages.plots import plot_validation_accuracy
@@ -21,14 +27,7 @@ REPORTS_DIR = Path("reports")
 SUMMARY_FILE = REPORTS_DIR / "summary.md"
 HISTORY_FILE = REPORTS_DIR / "history.csv"
 CHART_FILE = REPORTS_DIR / "val_accuracy.png"
-HISTORY_COLUMNS = ("epoch", "accuracy", "loss", "val_accuracy", "val_loss", "seconds")
 README_BLOCK = "results"
-
-
-def read_json(path: Path) -> dict:
-    if not path.exists():
-        raise StageError(f"{path} is missing", "run `dvc repro` to evaluate every variant")
-    return json.loads(path.read_text())
 
 
 def percent(value: float) -> str:
@@ -56,14 +55,21 @@ def summary_table(metrics: dict[str, dict], references: dict[str, float]) -> str
 
 
 def history_csv(histories: dict[str, np.ndarray]) -> str:
-    """Every variant's history in one long table with a `variant` column, for DVC plots."""
+    """Every variant's history in one long table with a `variant` column, for DVC plots.
+
+    Epochs count from 1 here, as Keras prints them and as `best_epoch` reports them.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(("variant", *HISTORY_COLUMNS))
     for variant, history in histories.items():
         for row in history:
             writer.writerow(
-                (variant, int(row["epoch"]), *(repr(float(row[c])) for c in HISTORY_COLUMNS[1:]))
+                (
+                    variant,
+                    int(row["epoch"]) + 1,
+                    *(repr(float(row[c])) for c in HISTORY_COLUMNS[1:]),
+                )
             )
     return buffer.getvalue()
 
@@ -92,7 +98,8 @@ def main() -> None:
 
     params = load_params()
     variants = list(params.models)
-    metrics = {variant: read_json(metrics_file(variant)) for variant in variants}
+    hint = "run `dvc repro` to evaluate every variant"
+    metrics = {variant: read_json(metrics_file(variant), hint) for variant in variants}
     histories = {variant: read_history(history_file(variant)) for variant in variants}
     table = summary_table(metrics, params.report.reference_accuracy)
 

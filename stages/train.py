@@ -31,7 +31,7 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.started = time.perf_counter()
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
         logs["seconds"] = time.perf_counter() - self.started
 
 

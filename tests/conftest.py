@@ -4,7 +4,6 @@ import contextlib
 import functools
 import http.server
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -15,17 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+import benchmarks.pipeline
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PROJECT_FILES = (
-    "dvc.yaml",
-    "params.yaml",
-    "stages",
-    ".dvc/config",
-    ".dvc/plots",
-    ".dvcignore",
-    ".gitignore",
-)
 
 
 def subprocess_env() -> dict[str, str]:
@@ -74,15 +66,7 @@ def write_params(folder: Path, overrides: dict[str, Any]) -> dict[str, Any]:
 
 def copy_project(destination: Path) -> Path:
     """Copy the pipeline's source into `destination` as a fresh git repo, without any outputs."""
-    for name in PROJECT_FILES:
-        source = REPO / name
-        target = destination / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target)
-    run(["git", "init", "-q"], cwd=destination)
+    benchmarks.pipeline.copy_project(REPO, destination)
     run(["git", "config", "user.email", "test@example.com"], cwd=destination)
     run(["git", "config", "user.name", "test"], cwd=destination)
     return destination

@@ -6,12 +6,18 @@ import numpy as np
 import pytest
 
 from stages import data
-from tests.conftest import assert_fails_cleanly, run_stage, write_params
+from tests.conftest import SPLIT_SETTINGS, assert_fails_cleanly, run_stage, write_params
 
 
-def outputs(project: Path) -> list[Path]:
-    folders = ("models", "history", "metrics", "plots", "data")
-    return [path for name in folders for path in (project / name).rglob("*") if path.is_file()]
+def snapshot(project: Path) -> dict[Path, tuple[int, int]]:
+    """Modification time and size of every output file of the project."""
+    folders = ("data", "models", "history", "metrics", "plots", "reports")
+    return {
+        path: (path.stat().st_mtime_ns, path.stat().st_size)
+        for name in folders
+        for path in (project / name).rglob("*")
+        if path.is_file()
+    }
 
 
 @pytest.mark.parametrize(
@@ -30,12 +36,17 @@ def outputs(project: Path) -> list[Path]:
         ("evaluate", "models.small.lr_schedule", "step"),
     ],
 )
-def test_bad_param_fails_before_any_work(tmp_path: Path, stage: str, key: str, value) -> None:
-    write_params(tmp_path, {key: value})
+def test_bad_param_fails_before_any_work(
+    split_project: Path, stage: str, key: str, value: object
+) -> None:
+    """In a project whose data is ready, a bad value stops the stage before it touches a file."""
+    before = snapshot(split_project)
+    write_params(split_project, {**SPLIT_SETTINGS, key: value})
     args = ("small",) if stage in ("train", "evaluate") else ()
-    result = run_stage(stage, *args, cwd=tmp_path, check=False)
+    result = run_stage(stage, *args, cwd=split_project, check=False)
+    write_params(split_project, SPLIT_SETTINGS)
     assert_fails_cleanly(result, key, repr(value))
-    assert outputs(tmp_path) == []
+    assert snapshot(split_project) == before
 
 
 def test_typo_key_in_model_entry_is_refused(tmp_path: Path) -> None:
@@ -49,7 +60,7 @@ def test_typo_key_in_model_entry_is_refused(tmp_path: Path) -> None:
 def test_unknown_variant_is_refused(tmp_path: Path, stage: str) -> None:
     write_params(tmp_path, {})
     result = run_stage(stage, "huge", cwd=tmp_path, check=False)
-    assert_fails_cleanly(result, "'huge'", "small")
+    assert_fails_cleanly(result, "unknown variant 'huge'", "small")
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,12 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 
 from tests.conftest import SPLIT_SETTINGS, assert_fails_cleanly, dvc, subprocess_env, write_params
 
@@ -72,8 +74,27 @@ def test_ctrl_c_exits_promptly_with_one_line(split_project: Path) -> None:
     assert list(split_project.glob("*/.tmp-*")) == []
 
 
-def test_evaluate_refuses_a_model_with_a_lambda_layer(split_project: Path) -> None:
+def evaluate_small(project: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stages.evaluate", "small"],
+        cwd=project,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture
+def trained_small(split_project: Path) -> Iterator[Path]:
+    """split_project with a one-epoch small model; its outputs are removed afterwards."""
     write_params(split_project, SPLIT_SETTINGS)
+    dvc("repro", "train@small", cwd=split_project)
+    yield split_project
+    for path in (*final_outputs(split_project), split_project / "metrics" / "small.json"):
+        path.unlink(missing_ok=True)
+
+
+def test_evaluate_refuses_a_model_with_a_lambda_layer(trained_small: Path) -> None:
     model = keras.Sequential(
         [
             keras.Input((28, 28)),
@@ -82,21 +103,30 @@ def test_evaluate_refuses_a_model_with_a_lambda_layer(split_project: Path) -> No
             keras.layers.Dense(10),
         ]
     )
-    (split_project / "models").mkdir(exist_ok=True)
-    model.save(split_project / "models" / "small.keras")
-    (split_project / "history").mkdir(exist_ok=True)
-    (split_project / "history" / "small.csv").write_text(
-        "epoch,accuracy,loss,seconds,val_accuracy,val_loss\n0,0.9,0.3,1.0,0.9,0.3\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.evaluate", "small"],
-        cwd=split_project,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert_fails_cleanly(result, "models/small.keras", "Lambda")
-    assert not (split_project / "metrics" / "small.json").exists()
+    model.save(trained_small / "models" / "small.keras")
+    assert_fails_cleanly(evaluate_small(trained_small), "models/small.keras", "Lambda")
+    assert not (trained_small / "metrics" / "small.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "damage", "message"),
+    [
+        ("models/small.keras", lambda data: data[: len(data) // 2], "cannot load"),
+        ("history/small.csv", lambda data: b"epoch,loss\n0,oops\n", "lacks the columns"),
+        ("data/split/manifest.json", lambda data: data[:-20], "is not valid JSON"),
+        ("data/split/test.npz", lambda data: data[:1000], "is corrupted"),
+    ],
+    ids=["model", "history", "manifest", "split"],
+)
+def test_evaluate_refuses_damaged_inputs(trained_small: Path, path, damage, message) -> None:
+    target = trained_small / path
+    original = target.read_bytes()
+    target.write_bytes(damage(original))
+    try:
+        assert_fails_cleanly(evaluate_small(trained_small), path, message)
+    finally:
+        target.write_bytes(original)
+    assert not (trained_small / "metrics" / "small.json").exists()
 
 
 def without_object_ids(config: object) -> object:

@@ -34,6 +34,8 @@ def test_repo_params_are_valid() -> None:
         ("models.wide.hidden_units", [512, 0]),
         ("models.wide.layout", "columns"),
         ("split.validation_size", 0),
+        ("split.validation_size", 5),
+        ("split.validation_size", 59991),
         ("split.validation_size", 60000),
         ("fetch.source", "ftp"),
         ("train.steps_per_execution", 0),
@@ -72,8 +74,15 @@ def test_missing_key_is_named() -> None:
 
 def test_unknown_variant_lists_known_ones() -> None:
     params = parse_params(repo_params())
-    with pytest.raises(ParamsError, match=r"models = 'tiny'.*\['small', 'wide', 'wide_dropout'\]"):
+    with pytest.raises(StageError, match=r"'tiny'.*\['small', 'wide', 'wide_dropout'\]"):
         params.model("tiny")
+
+
+def test_reference_for_an_unknown_variant_is_refused() -> None:
+    raw = repo_params()
+    raw["report"]["reference_accuracy"]["wide-dropout"] = 0.98
+    with pytest.raises(ParamsError, match=r"report\.reference_accuracy\.wide-dropout = 0\.98"):
+        parse_params(raw)
 
 
 def test_new_variant_needs_only_params(tmp_path) -> None:

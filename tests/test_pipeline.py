@@ -6,6 +6,7 @@ It runs in a temporary copy of the project, so the repo's own dvc.lock and metri
 import csv
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,10 @@ def test_changing_one_variant_reruns_only_that_variant(project: Path) -> None:
     for stage in ("fetch", "split", "train@small", "evaluate@small", "train@wide_dropout"):
         assert f"Running stage '{stage}'" not in output
     assert metrics(project, "wide")["training"]["epochs"] == 1
+    with zipfile.ZipFile(project / "models" / "wide.keras") as archive:
+        layers = json.loads(archive.read("config.json"))["config"]["layers"]
+    rates = [layer["config"]["rate"] for layer in layers if layer["class_name"] == "Dropout"]
+    assert rates == [0.1, 0.1]
 
 
 def sha256(path: Path) -> str:

@@ -40,7 +40,7 @@ def test_history_csv_has_one_row_per_variant_and_epoch() -> None:
     )
     lines = history_csv({"a": history, "b": history[:1]}).splitlines()
     assert lines[0] == "variant,epoch,accuracy,loss,val_accuracy,val_loss,seconds"
-    assert lines[1] == "a,0,0.9,0.3,0.91,0.29,1.5"
+    assert lines[1] == "a,1,0.9,0.3,0.91,0.29,1.5"
     assert [line.split(",")[0] for line in lines[1:]] == ["a", "a", "b"]
 
 

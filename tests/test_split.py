@@ -8,7 +8,7 @@ import pytest
 
 from stages import data
 from stages.errors import StageError
-from tests.conftest import run_stage, write_params
+from tests.conftest import assert_fails_cleanly, run_stage, write_params
 
 RNG = np.random.default_rng(1)
 
@@ -69,6 +69,4 @@ def test_same_seed_same_split_other_seed_differs(raw_project: Path) -> None:
 def test_missing_raw_file_names_the_stage_to_run(tmp_path: Path) -> None:
     write_params(tmp_path, {})
     result = run_stage("split", cwd=tmp_path, check=False)
-    assert result.returncode == 1
-    assert "data/raw/mnist.npz is missing" in result.stderr
-    assert "dvc repro fetch" in result.stderr
+    assert_fails_cleanly(result, "data/raw/mnist.npz is missing", "dvc repro fetch")
