@@ -1,12 +1,13 @@
 """Bad params, bad data and bad files: the stage exits non-zero with one line and writes nothing."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stages import data
-from tests.conftest import SPLIT_SETTINGS, assert_fails_cleanly, run_stage, write_params
+from tests.conftest import SPLIT_SETTINGS, assert_fails_cleanly, run, run_stage, write_params
 
 
 def snapshot(project: Path) -> dict[Path, tuple[int, int]]:
@@ -31,6 +32,8 @@ def snapshot(project: Path) -> dict[Path, tuple[int, int]]:
         ("train", "models.small.activation", "swish3"),
         ("train", "models.small.learning_rate", -0.1),
         ("train", "models.small.hidden_units", []),
+        ("train", "models.small", [1, 2]),
+        ("split", "split.validation_size", 0),
         ("split", "split.validation_size", 60000),
         ("fetch", "fetch.source", "carrier-pigeon"),
         ("evaluate", "models.small.lr_schedule", "step"),
@@ -112,3 +115,9 @@ def test_truncated_raw_file_is_refused(tmp_path: Path) -> None:
     raw = tmp_path / data.RAW_FILE
     raw.write_bytes(raw.read_bytes()[: raw.stat().st_size // 2])
     assert_fails_cleanly(run_stage("split", cwd=tmp_path, check=False), "corrupted")
+
+
+def test_fetch_and_split_do_not_import_tensorflow(tmp_path: Path) -> None:
+    code = "import sys, stages.fetch, stages.split; print('tensorflow' in sys.modules)"
+    result = run([sys.executable, "-c", code], cwd=tmp_path)
+    assert result.stdout.strip() == "False"
