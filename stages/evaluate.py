@@ -67,13 +67,13 @@ def classification_metrics(actual: np.ndarray, probabilities: np.ndarray) -> dic
 
 
 def training_metrics(history: np.ndarray, train_size: int) -> dict:
-    """Best validation epoch (1-based, the epoch ModelCheckpoint kept), epochs and speed."""
+    """Best validation epoch (the one ModelCheckpoint kept), epochs run and speed."""
     best = int(np.argmax(history["val_accuracy"]))
     seconds = float(history["seconds"].sum())
     return {
         "validation": {
             "best_accuracy": float(history["val_accuracy"][best]),
-            "best_epoch": best + 1,
+            "best_epoch": int(history["epoch"][best]),
         },
         "training": {
             "epochs": int(history.size),

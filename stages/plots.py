@@ -18,9 +18,8 @@ def plot_accuracy(history: np.ndarray, variant: str, path: Path) -> None:
     """Train and validation accuracy per epoch, as the 2016 project plotted them."""
     figure = Figure(figsize=(6, 4), layout="constrained")
     axes = figure.subplots()
-    epochs = history["epoch"] + 1
-    axes.plot(epochs, history["accuracy"], label="train")
-    axes.plot(epochs, history["val_accuracy"], label="validation")
+    axes.plot(history["epoch"], history["accuracy"], label="train")
+    axes.plot(history["epoch"], history["val_accuracy"], label="validation")
     axes.set(title=f"{variant}: model accuracy", xlabel="epoch", ylabel="accuracy")
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right")
@@ -50,7 +49,7 @@ def plot_validation_accuracy(histories: dict[str, np.ndarray], path: Path) -> No
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     axes = figure.subplots()
     for variant, history in histories.items():
-        axes.plot(history["epoch"] + 1, history["val_accuracy"], label=variant)
+        axes.plot(history["epoch"], history["val_accuracy"], label=variant)
     axes.set(title="validation accuracy per epoch", xlabel="epoch", ylabel="accuracy")
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right")

@@ -55,10 +55,7 @@ def summary_table(metrics: dict[str, dict], references: dict[str, float]) -> str
 
 
 def history_csv(histories: dict[str, np.ndarray]) -> str:
-    """Every variant's history in one long table with a `variant` column, for DVC plots.
-
-    Epochs count from 1 here, as Keras prints them and as `best_epoch` reports them.
-    """
+    """Every variant's history in one long table with a `variant` column, for DVC plots."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(("variant", *HISTORY_COLUMNS))
@@ -67,7 +64,7 @@ def history_csv(histories: dict[str, np.ndarray]) -> str:
             writer.writerow(
                 (
                     variant,
-                    int(row["epoch"]) + 1,
+                    int(row["epoch"]),
                     *(repr(float(row[c])) for c in HISTORY_COLUMNS[1:]),
                 )
             )

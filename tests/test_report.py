@@ -35,7 +35,7 @@ def test_summary_table_compares_with_the_2016_figure() -> None:
 def test_history_csv_has_one_row_per_variant_and_epoch() -> None:
     columns = ("epoch", "accuracy", "loss", "val_accuracy", "val_loss", "seconds")
     history = np.array(
-        [(0, 0.9, 0.3, 0.91, 0.29, 1.5), (1, 0.95, 0.2, 0.94, 0.21, 1.2)],
+        [(1, 0.9, 0.3, 0.91, 0.29, 1.5), (2, 0.95, 0.2, 0.94, 0.21, 1.2)],
         dtype=[(name, float) for name in columns],
     )
     lines = history_csv({"a": history, "b": history[:1]}).splitlines()
