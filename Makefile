@@ -5,14 +5,25 @@ VENV := .venv
 INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: repro test lock
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: repro test docs lock
 
 repro: $(INSTALLED)
 	dvc repro
 
-test: $(INSTALLED)
+test: $(INSTALLED) $(CHROMIUM)
 	ruff check .
 	python -m pytest
+
+# The README's pictures, rendered from the current results.
+docs: $(INSTALLED)
+	python -m docs.render
+
+# The browser test opens `dvc plots show` pages in Debian's Chromium.
+$(CHROMIUM):
+	$(SUDO) apt-get install -y chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 
 # A changed lock rebuilds the venv from scratch, so that nothing outside the lock lingers.
 $(INSTALLED): requirements.lock
@@ -23,8 +34,8 @@ $(INSTALLED): requirements.lock
 
 # Re-resolve the dependencies of pyproject.toml and pin every version into requirements.lock.
 lock:
-	rm -rf .lock-venv
+	rm -rf .lock-venv build *.egg-info
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check ".[dev]"
 	.lock-venv/bin/python -m pip freeze | grep -v '^mnist-dvc' > requirements.lock
-	rm -rf .lock-venv
+	rm -rf .lock-venv build *.egg-info

@@ -25,6 +25,7 @@ RESULTS_FILE = Path("benchmarks/results/pipeline.json")
 PROJECT_FILES = (
     "dvc.yaml",
     "params.yaml",
+    "requirements.lock",
     "stages",
     ".dvc/config",
     ".dvc/plots",

@@ -4,6 +4,7 @@ import contextlib
 import functools
 import http.server
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -118,3 +119,37 @@ def split_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_params(project, SPLIT_SETTINGS)
     dvc("repro", "split", cwd=project)
     return project
+
+
+TINY_SETTINGS = {
+    "fetch.source": "mirror",
+    "models.small.epochs": 1,
+    "models.wide_dropout.epochs": 2,
+    "models.wide.epochs": 1,
+}
+
+
+def commit_all(project: Path, message: str) -> str:
+    """Commit everything in the project's workspace; return the commit's hash."""
+    run(["git", "add", "-A"], cwd=project)
+    run(["git", "commit", "-q", "-m", message], cwd=project)
+    return run(["git", "rev-parse", "HEAD"], cwd=project).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole pipeline run once with one or two epochs a variant, and committed to git.
+
+    Shared by the whole session: tests that change it work on `tiny_copy` instead.
+    """
+    project = copy_project(tmp_path_factory.mktemp("tiny"))
+    write_params(project, TINY_SETTINGS)
+    dvc("repro", cwd=project)
+    commit_all(project, "tiny pipeline")
+    return project
+
+
+@pytest.fixture
+def tiny_copy(tiny_project: Path, tmp_path: Path) -> Path:
+    """A private copy of `tiny_project`: its git history, DVC cache and outputs."""
+    return Path(shutil.copytree(tiny_project, tmp_path / "project", symlinks=True))

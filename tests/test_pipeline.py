@@ -1,6 +1,7 @@
 """End to end: the real pipeline, on real MNIST from the mirror, with one or two epochs a variant.
 
-It runs in a temporary copy of the project, so the repo's own dvc.lock and metrics stay as they are.
+It runs in a temporary copy of the project (`tiny_project` in conftest), so the repo's own
+dvc.lock and metrics stay as they are.
 """
 
 import csv
@@ -11,24 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_project, dvc, repo_params, run, write_params
+from tests.conftest import TINY_SETTINGS as TINY
+from tests.conftest import commit_all, dvc, repo_params, run, write_params
 
 VARIANTS = tuple(repo_params()["models"])
-TINY = {
-    "fetch.source": "mirror",
-    "models.small.epochs": 1,
-    "models.wide_dropout.epochs": 2,
-    "models.wide.epochs": 1,
-}
 PARAM_COUNTS = {"small": 9474, "wide_dropout": 669_706, "wide": 669_706}
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = copy_project(tmp_path_factory.mktemp("pipeline"))
-    write_params(folder, TINY)
-    dvc("repro", cwd=folder)
-    return folder
+@pytest.fixture
+def project(tiny_project: Path) -> Path:
+    return tiny_project
 
 
 def metrics(project: Path, variant: str) -> dict:
@@ -96,7 +89,8 @@ def test_plots_show_writes_html_with_every_chart(project: Path) -> None:
             ).exists()
 
 
-def test_changing_one_variant_reruns_only_that_variant(project: Path) -> None:
+def test_changing_one_variant_reruns_only_that_variant(tiny_copy: Path) -> None:
+    project = tiny_copy
     write_params(project, {**TINY, "models.wide.dropout": 0.1})
     output = dvc("repro", cwd=project).stdout
     assert "Running stage 'train@wide'" in output
@@ -110,30 +104,25 @@ def test_changing_one_variant_reruns_only_that_variant(project: Path) -> None:
     assert rates == [0.1, 0.1]
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+OUTPUTS = ("models/wide.keras", "metrics/wide.json", "history/wide.csv")
 
 
-def commit_all(project: Path, message: str) -> tuple[str, dict[str, str]]:
-    """Commit the workspace; return the commit and the hashes of wide's model and metrics."""
-    run(["git", "add", "-A"], cwd=project)
-    run(["git", "commit", "-q", "-m", message], cwd=project)
-    commit = run(["git", "rev-parse", "HEAD"], cwd=project).stdout.strip()
-    return commit, {path: sha256(project / path) for path in WIDE_OUTPUTS}
+def wide_hashes(project: Path) -> dict[str, str]:
+    return {path: hashlib.sha256((project / path).read_bytes()).hexdigest() for path in OUTPUTS}
 
 
-WIDE_OUTPUTS = ("models/wide.keras", "metrics/wide.json", "history/wide.csv")
-
-
-def test_git_checkout_and_dvc_checkout_restore_each_commit(project: Path) -> None:
-    first, first_hashes = commit_all(project, "wide with one dropout")
+def test_git_checkout_and_dvc_checkout_restore_each_commit(tiny_copy: Path) -> None:
+    project = tiny_copy
+    first = run(["git", "rev-parse", "HEAD"], cwd=project).stdout.strip()
+    first_hashes = wide_hashes(project)
     write_params(project, {**TINY, "models.wide.dropout": 0.15})
     dvc("repro", cwd=project)
-    second, second_hashes = commit_all(project, "wide with another dropout")
+    second = commit_all(project, "wide with another dropout")
+    second_hashes = wide_hashes(project)
     assert first_hashes["models/wide.keras"] != second_hashes["models/wide.keras"]
 
     for commit, hashes in ((first, first_hashes), (second, second_hashes)):
         run(["git", "checkout", "-q", commit], cwd=project)
         dvc("checkout", cwd=project)
-        assert {path: sha256(project / path) for path in WIDE_OUTPUTS} == hashes
+        assert wide_hashes(project) == hashes
         assert "up to date" in dvc("status", cwd=project).stdout
