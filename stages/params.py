@@ -18,6 +18,7 @@ LAYOUTS = ("rows", "flat")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "selu")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 class ParamsError(StageError):
@@ -49,6 +50,7 @@ class TrainParams:
     steps_per_execution: int
     validation_batch_size: int
     threads: int
+    strategy: str
 
 
 @dataclass(frozen=True)
@@ -166,17 +168,27 @@ def _split(raw: Any) -> SplitParams:
 
 def _train(raw: Any) -> TrainParams:
     section = _section(
-        raw, "train", ("seed", "steps_per_execution", "validation_batch_size", "threads")
+        raw,
+        "train",
+        ("seed", "steps_per_execution", "validation_batch_size", "threads", "strategy"),
     )
+    strategy = _choice(section["strategy"], "train.strategy", STRATEGIES)
+    steps_per_execution = _integer(section["steps_per_execution"], "train.steps_per_execution", 1)
+    if strategy != "default" and steps_per_execution != 1:
+        raise ParamsError(
+            "train.steps_per_execution",
+            steps_per_execution,
+            f"1 under train.strategy {strategy!r}: Keras 3 fails to run several steps per "
+            "call under tf.distribute (keras-team/keras#19246)",
+        )
     return TrainParams(
         seed=_integer(section["seed"], "train.seed", 0),
-        steps_per_execution=_integer(
-            section["steps_per_execution"], "train.steps_per_execution", 1
-        ),
+        steps_per_execution=steps_per_execution,
         validation_batch_size=_integer(
             section["validation_batch_size"], "train.validation_batch_size", 1
         ),
         threads=_integer(section["threads"], "train.threads", 0),
+        strategy=strategy,
     )
 
 

@@ -25,6 +25,20 @@ def configure_tensorflow(params: TrainParams) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(params.threads)
 
 
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """The `train.strategy` param as a tf.distribute strategy; batch sizes stay global under all.
+
+    `mirrored` replicates over every local GPU, or over the logical CPU devices when there is no
+    GPU; `multi_worker` reads the cluster from the TF_CONFIG environment variable.
+    """
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Adds the epoch's wall-clock `seconds` to the logs; list it before CSVLogger."""
 
@@ -50,11 +64,14 @@ def fit_variant(
     `history_path`.
     """
     configure_tensorflow(train_params)
-    model = build_model(model_params)
-    steps_per_epoch = math.ceil(len(train[1]) / model_params.batch_size)
-    compile_model(model, model_params, steps_per_epoch, train_params.steps_per_execution)
+    strategy = distribution_strategy(train_params.strategy)
+    with strategy.scope():
+        model = build_model(model_params)
+        steps_per_epoch = math.ceil(len(train[1]) / model_params.batch_size)
+        compile_model(model, model_params, steps_per_epoch, train_params.steps_per_execution)
     if verbose:
         model.summary()
+        print(f"{train_params.strategy} strategy: {strategy.num_replicas_in_sync} replica(s)")
     return model.fit(
         scale(train[0]),
         train[1],

@@ -39,6 +39,7 @@ def test_repo_params_are_valid() -> None:
         ("split.validation_size", 60000),
         ("fetch.source", "ftp"),
         ("train.steps_per_execution", 0),
+        ("train.strategy", "horovod"),
     ],
 )
 def test_bad_value_names_key_and_value(key: str, value: object) -> None:
@@ -49,6 +50,16 @@ def test_bad_value_names_key_and_value(key: str, value: object) -> None:
     assert key in str(error.value)
     assert repr(value) in str(error.value)
     assert "expected" in str(error.value)
+
+
+@pytest.mark.parametrize("strategy", ["mirrored", "multi_worker"])
+def test_strategies_need_one_step_per_execution(strategy: str) -> None:
+    raw = repo_params()
+    raw["train"]["strategy"] = strategy
+    with pytest.raises(ParamsError, match=r"train\.steps_per_execution = 32 .*keras#19246"):
+        parse_params(raw)
+    raw["train"]["steps_per_execution"] = 1
+    assert parse_params(raw).train.strategy == strategy
 
 
 def test_typo_in_model_entry_is_refused() -> None:
