@@ -7,6 +7,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export DEBIAN_FRONTEND := noninteractive
 
 .PHONY: repro test docs lock
 

@@ -1,14 +1,16 @@
 """Benchmark: training speed of the project's code path against a plain Keras baseline.
 
-    python -m benchmarks.train_speed [--quick] [--variants small wide ...]
+    python -m benchmarks.train_speed [--quick] [--rounds N] [--variants small wide ...]
 
 For each variant, on the real split, it times epochs after a warm-up epoch of
 (a) `stages.train.fit_variant`, exactly as the train stage runs it, and
 (b) the same model compiled with Keras defaults and fitted with `model.fit(x, y, batch_size,
 epochs, validation_data)`, as the 2016 scripts did.
-Each measurement runs in a fresh process. The table also gives achieved GFLOP/s (6 x the
-multiply-adds per sample, forward plus backward) against a ceiling measured in the same run:
-numpy float32 matrix multiply on large matrices. Results go to benchmarks/results/.
+Each measurement runs in a fresh process, in rounds that alternate which path goes first, so
+that the machine's drift falls on both alike; the medians pool every round. The table also
+gives achieved GFLOP/s (6 x the multiply-adds per sample, forward plus backward) against a
+ceiling measured in the same run: numpy float32 matrix multiply on large matrices. Results go
+to benchmarks/results/.
 """
 
 import argparse
@@ -123,6 +125,20 @@ def measure_in_subprocess(variant: str, path: str, timed_epochs: int, limit: int
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def measure_rounds(variant: str, rounds: int, timed_epochs: int, limit: int | None) -> dict:
+    """Epoch seconds of both paths, pooled over rounds that alternate which path runs first."""
+    pooled: dict[str, dict] = {}
+    for round_index in range(rounds):
+        order = ("project", "baseline") if round_index % 2 == 0 else ("baseline", "project")
+        for path in order:
+            result = measure_in_subprocess(variant, path, timed_epochs, limit)
+            if path in pooled:
+                pooled[path]["seconds"] += result["seconds"]
+            else:
+                pooled[path] = result
+    return pooled
+
+
 def row(variant: str, project: dict, baseline: dict, ceiling: float) -> dict:
     seconds = statistics.median(project["seconds"])
     baseline_seconds = statistics.median(baseline["seconds"])
@@ -130,6 +146,7 @@ def row(variant: str, project: dict, baseline: dict, ceiling: float) -> dict:
     gflops = samples_per_second * 6 * project["multiply_adds"] / 1e9
     return {
         "variant": variant,
+        "epochs_timed": len(project["seconds"]),
         "seconds_per_epoch": round(seconds, 3),
         "baseline_seconds_per_epoch": round(baseline_seconds, 3),
         "ratio": round(seconds / baseline_seconds, 3),
@@ -152,7 +169,10 @@ def table(rows: list[dict], ceiling: float) -> str:
             f"| {r['samples_per_second']:,} | {r['gflops']:.1f} "
             f"| {100 * r['ceiling_fraction']:.0f} % |"
         )
-    lines.append(f"\nCeiling: numpy float32 matmul, {ceiling:.1f} GFLOP/s.")
+    lines.append(
+        f"\nMedians of {rows[0]['epochs_timed']} timed epochs per path and variant. "
+        f"Ceiling: numpy float32 matmul, {ceiling:.1f} GFLOP/s."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -163,6 +183,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,048 samples, seconds in all")
     parser.add_argument("--variants", nargs="+", help="default: every variant in params.yaml")
     parser.add_argument("--timed-epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, help="fresh processes per path; 3, or 1 if --quick")
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure", nargs=2, metavar=("VARIANT", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
@@ -177,11 +198,16 @@ def main() -> None:
     limit = 2048 if args.quick else None
     ceiling = matmul_ceiling(size=1024 if args.quick else 4096, repeats=3 if args.quick else 5)
     rows = []
+    rounds = args.rounds or (1 if args.quick else 3)
     for variant in variants:
-        project = measure_in_subprocess(variant, "project", args.timed_epochs, limit)
-        baseline = measure_in_subprocess(variant, "baseline", args.timed_epochs, limit)
-        rows.append(row(variant, project, baseline, ceiling))
-    report = {"quick": args.quick, "matmul_ceiling_gflops": round(ceiling, 1), "rows": rows}
+        pooled = measure_rounds(variant, rounds, args.timed_epochs, limit)
+        rows.append(row(variant, pooled["project"], pooled["baseline"], ceiling))
+    report = {
+        "quick": args.quick,
+        "rounds": rounds,
+        "matmul_ceiling_gflops": round(ceiling, 1),
+        "rows": rows,
+    }
     write_json(args.output, report)
     text = table(rows, ceiling)
     if args.readme:

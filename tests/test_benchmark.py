@@ -20,6 +20,8 @@ def test_quick_benchmark_writes_a_table_of_positive_finite_values(
             "--quick",
             "--timed-epochs",
             "2",
+            "--rounds",
+            "2",
             "--variants",
             "small",
             "wide",
@@ -31,6 +33,7 @@ def test_quick_benchmark_writes_a_table_of_positive_finite_values(
     assert "| small |" in result.stdout and "| wide |" in result.stdout
     report = json.loads(output.read_text())
     assert report["quick"] is True
+    assert report["rounds"] == 2
     assert math.isfinite(report["matmul_ceiling_gflops"]) and report["matmul_ceiling_gflops"] > 0
     assert [row["variant"] for row in report["rows"]] == ["small", "wide"]
     for row in report["rows"]:
@@ -41,5 +44,7 @@ def test_quick_benchmark_writes_a_table_of_positive_finite_values(
             "samples_per_second",
             "gflops",
             "ceiling_fraction",
+            "epochs_timed",
         ):
             assert math.isfinite(row[key]) and row[key] > 0, (key, row)
+        assert row["epochs_timed"] == 2 * 2
