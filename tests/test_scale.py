@@ -121,11 +121,13 @@ def test_queued_experiments_run_two_at_a_time(tiny_copy: Path) -> None:
             cwd=tiny_copy,
         )  # fmt: skip
     dvc("queue", "start", "-j", "2", cwd=tiny_copy)
-    deadline = time.monotonic() + 600
-    while not queue_is_done(tiny_copy):
-        assert time.monotonic() < deadline, dvc("queue", "status", cwd=tiny_copy).stdout
-        time.sleep(5)
-    dvc("queue", "stop", cwd=tiny_copy)
+    try:
+        deadline = time.monotonic() + 600
+        while not queue_is_done(tiny_copy):
+            assert time.monotonic() < deadline, dvc("queue", "status", cwd=tiny_copy).stdout
+            time.sleep(5)
+    finally:
+        dvc("queue", "stop", "--kill", cwd=tiny_copy, check=False)
 
     status = dvc("queue", "status", cwd=tiny_copy).stdout
     assert status.count("Success") == len(dropouts), status
