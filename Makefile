@@ -6,8 +6,7 @@ INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 CHROMIUM := /usr/bin/chromium
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-export DEBIAN_FRONTEND := noninteractive
+APT := $(shell [ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 
 .PHONY: repro test docs lock
 
@@ -24,7 +23,7 @@ docs: $(INSTALLED)
 
 # The browser test opens `dvc plots show` pages in Debian's Chromium.
 $(CHROMIUM):
-	$(SUDO) apt-get install -y chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
+	$(APT) install -y chromium || ($(APT) update && $(APT) install -y chromium)
 
 # A changed lock rebuilds the venv from scratch, so that nothing outside the lock lingers.
 $(INSTALLED): requirements.lock

@@ -67,6 +67,8 @@ def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> di
     from stages.train import EpochTimer, fit_variant
 
     params = load_params()
+    if params.train.strategy != "default":
+        raise SystemExit("train_speed compares one-device training: set train.strategy: default")
     model_params = dataclasses.replace(params.model(variant), epochs=1 + timed_epochs)
     x_train, y_train = load_split("train")
     validation = load_split("validation")
@@ -176,6 +178,13 @@ def table(rows: list[dict], ceiling: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -183,7 +192,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,048 samples, seconds in all")
     parser.add_argument("--variants", nargs="+", help="default: every variant in params.yaml")
     parser.add_argument("--timed-epochs", type=int, default=3)
-    parser.add_argument("--rounds", type=int, help="fresh processes per path; 3, or 1 if --quick")
+    parser.add_argument(
+        "--rounds", type=positive_int, help="fresh processes per path; 3, or 1 if --quick"
+    )
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure", nargs=2, metavar=("VARIANT", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)

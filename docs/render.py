@@ -3,17 +3,20 @@
     python -m docs.render    (or `make docs`)
 
 It asks `dvc plots show --json` for the Vega-Lite specs that `dvc plots show` draws, with the
-data filled in from the workspace (the committed results after a clone), and renders the chosen
-charts with vl-convert.
+data filled in from the workspace (the committed results on a clean checkout), and renders the
+chosen charts with vl-convert.
 """
 
 import json
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import vl_convert
 
 from stages.data import atomic_output
+from stages.errors import StageError, run_stage
 from stages.plots_template import VEGA_LITE_VERSION
 
 DOCS_DIR = Path("docs")
@@ -26,9 +29,17 @@ CHARTS = {
 
 def vega_lite_specs() -> dict[str, dict]:
     """Each vega plot that `dvc plots show` would draw, by its id, as a Vega-Lite spec."""
-    shown = subprocess.run(
-        ["dvc", "plots", "show", "--json"], capture_output=True, text=True, check=True
-    )
+    with tempfile.TemporaryDirectory() as copies:  # where DVC copies the image plots
+        shown = subprocess.run(
+            [sys.executable, "-m", "dvc", "plots", "show", "--json", "-o", copies],
+            capture_output=True,
+            text=True,
+        )
+    if shown.returncode != 0:
+        raise StageError(
+            f"dvc plots show failed: {shown.stderr.strip().splitlines()[-1]}",
+            "run it yourself to see why",
+        )
     plots = json.loads(shown.stdout)["data"]
     return {
         plot_id: renders[0]["content"]
@@ -40,6 +51,11 @@ def vega_lite_specs() -> dict[str, dict]:
 def main() -> None:
     specs = vega_lite_specs()
     for plot_id, path in CHARTS.items():
+        if plot_id not in specs:
+            raise StageError(
+                f"dvc plots show has no plot {plot_id!r}; it has {sorted(specs)}",
+                "update CHARTS in docs/render.py",
+            )
         png = vl_convert.vegalite_to_png(specs[plot_id], scale=2, vl_version=VEGA_LITE_VERSION)
         with atomic_output(path) as temporary:
             temporary.write_bytes(png)
@@ -47,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -38,7 +38,8 @@ table { border-spacing: 15px; }
 
 def page(bundle: str) -> str:
     """The template: dvc-render replaces `{plot_divs}` (and nothing else here) with the charts."""
-    if "</script" in bundle.lower() or "{plot_divs}" in bundle:
+    placeholders = ("{plot_divs}", "{scripts}", "{refresh_tag}")
+    if "</script" in bundle.lower() or any(name in bundle for name in placeholders):
         raise StageError(
             "this vl-convert-python's JavaScript bundle cannot be inlined in a <script> element",
             "pin the version in requirements.lock that last worked",

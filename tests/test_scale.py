@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_SETTINGS, dvc, run, subprocess_env, write_params
+from tests.conftest import BIN, TINY_SETTINGS, dvc, run, subprocess_env, write_params
 
-# The train stage, after splitting the one physical CPU into two logical devices, so that the
-# `mirrored` strategy has two replicas to keep in sync on this machine.
+# The train stage, after hiding any GPU and splitting the one physical CPU into two logical
+# devices, so that the `mirrored` strategy has two CPU replicas to keep in sync.
 TRAIN_ON_TWO_CPUS = """
-import sys
 import tensorflow as tf
+tf.config.set_visible_devices([], "GPU")
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from stages.errors import run_stage
@@ -83,8 +83,20 @@ def weights_after_training(project: Path, threads: int) -> bytes:
         return archive.read("model.weights.h5")
 
 
+SHOW_THREADS = """
+from stages.params import load_params
+from stages.train import configure_tensorflow
+configure_tensorflow(load_params().train)
+import tensorflow as tf
+print(tf.config.threading.get_intra_op_parallelism_threads(),
+      tf.config.threading.get_inter_op_parallelism_threads())
+"""
+
+
 def test_thread_cap_changes_speed_not_results(project: Path) -> None:
     assert weights_after_training(project, threads=1) == weights_after_training(project, threads=2)
+    shown = run([sys.executable, "-c", SHOW_THREADS], cwd=project).stdout.split()
+    assert shown == ["2", "2"]
 
 
 def test_remote_shares_the_cache_so_a_clone_retrains_nothing(
@@ -107,9 +119,8 @@ def test_remote_shares_the_cache_so_a_clone_retrains_nothing(
     assert "Data and pipelines are up to date." in output
 
 
-def queue_is_done(project: Path) -> bool:
-    status = dvc("queue", "status", cwd=project).stdout
-    return not any(state in status for state in ("Queued", "Running"))
+def queue_states(project: Path) -> str:
+    return dvc("queue", "status", cwd=project).stdout
 
 
 def test_queued_experiments_run_two_at_a_time(tiny_copy: Path) -> None:
@@ -120,16 +131,28 @@ def test_queued_experiments_run_two_at_a_time(tiny_copy: Path) -> None:
             "-S", f"models.wide.dropout={dropout}", "-S", "train.threads=1",
             cwd=tiny_copy,
         )  # fmt: skip
-    dvc("queue", "start", "-j", "2", cwd=tiny_copy)
+    # Not through a pipe: the detached queue workers inherit the output, and reading a pipe to
+    # its end would wait for them to finish the whole queue.
+    subprocess.run(
+        [str(BIN / "dvc"), "queue", "start", "-j", "2"],
+        cwd=tiny_copy,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
+    most_running = 0
     try:
-        deadline = time.monotonic() + 600
-        while not queue_is_done(tiny_copy):
-            assert time.monotonic() < deadline, dvc("queue", "status", cwd=tiny_copy).stdout
-            time.sleep(5)
+        deadline = time.monotonic() + 1800  # a guard against a hung queue, not a timing check
+        while "Queued" in (states := queue_states(tiny_copy)) or "Running" in states:
+            most_running = max(most_running, states.count("Running"))
+            assert time.monotonic() < deadline, states
+            time.sleep(2)
     finally:
         dvc("queue", "stop", "--kill", cwd=tiny_copy, check=False)
 
-    status = dvc("queue", "status", cwd=tiny_copy).stdout
+    assert most_running == 2
+    status = queue_states(tiny_copy)
     assert status.count("Success") == len(dropouts), status
     rows = list(csv.DictReader(dvc("exp", "show", "--csv", cwd=tiny_copy).stdout.splitlines()))
     names = {row["Experiment"]: row for row in rows if row["Experiment"]}
