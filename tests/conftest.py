@@ -30,8 +30,13 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
-def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=subprocess_env(), capture_output=True, text=True)
+def run(
+    command: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run a command in the stages' environment, plus `env`; by default fail on a non-zero exit."""
+    result = subprocess.run(
+        command, cwd=cwd, env={**subprocess_env(), **(env or {})}, capture_output=True, text=True
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{command} failed:\n{result.stdout}\n{result.stderr}")
     return result
