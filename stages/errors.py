@@ -1,7 +1,11 @@
-"""The one error type the stages raise, and the wrapper that reports it."""
+"""The one error type the stages raise, and the wrapper that reports it and Ctrl-C."""
 
+import signal
 import sys
 from collections.abc import Callable
+from types import FrameType
+
+_interrupted = False
 
 
 class StageError(Exception):
@@ -16,8 +20,25 @@ class StageError(Exception):
         return f"{self.cause} (hint: {self.hint})" if self.hint else self.cause
 
 
+def _on_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt again if a Ctrl-C came and library code swallowed it.
+
+    Keras's model saving wraps a step in a bare `except:`, so a Ctrl-C that lands there while
+    ModelCheckpoint saves is lost and training would go on.
+    """
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(); report a StageError or Ctrl-C on one stderr line and exit non-zero."""
+    previous_handler = signal.signal(signal.SIGINT, _on_ctrl_c)
     try:
         main()
     except StageError as error:
@@ -28,3 +49,5 @@ def run_stage(main: Callable[[], None]) -> None:
             "interrupted: the stage did not finish (hint: `dvc repro` reruns it)", file=sys.stderr
         )
         sys.exit(130)
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)

@@ -4,6 +4,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -11,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from stages.data import atomic_output, history_file, load_split, model_file
-from stages.errors import run_stage
+from stages.errors import raise_if_interrupted, run_stage
 from stages.models import build_model, compile_model, scale
 from stages.params import ModelParams, TrainParams, load_params
 
@@ -49,6 +50,13 @@ class EpochTimer(keras.callbacks.Callback):
         logs["seconds"] = time.perf_counter() - self.started
 
 
+class StopOnCtrlC(keras.callbacks.Callback):
+    """Ends training at the epoch's end if a Ctrl-C was swallowed; list it after the checkpoint."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        raise_if_interrupted()
+
+
 def fit_variant(
     model_params: ModelParams,
     train_params: TrainParams,
@@ -57,11 +65,12 @@ def fit_variant(
     model_path: Path,
     history_path: Path,
     verbose: int,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> keras.callbacks.History:
     """Build, compile and fit one variant: the train stage's code path, also timed by benchmarks/.
 
     The model with the best validation accuracy goes to `model_path`, the history to
-    `history_path`.
+    `history_path`. `extra_callbacks` (the benchmarks' probes) run after the stage's own.
     """
     configure_tensorflow(train_params)
     strategy = distribution_strategy(train_params.strategy)
@@ -85,6 +94,8 @@ def fit_variant(
             keras.callbacks.ModelCheckpoint(
                 str(model_path), monitor="val_accuracy", mode="max", save_best_only=True
             ),
+            StopOnCtrlC(),
+            *extra_callbacks,
         ],
         verbose=verbose,
     )

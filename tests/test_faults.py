@@ -1,5 +1,6 @@
 """Killed and interrupted training, unsafe models, and determinism, on real MNIST."""
 
+import contextlib
 import hashlib
 import json
 import signal
@@ -14,6 +15,9 @@ import keras
 import numpy as np
 import pytest
 
+from stages import errors
+from stages.errors import run_stage
+from stages.train import StopOnCtrlC
 from tests.conftest import SPLIT_SETTINGS, assert_fails_cleanly, dvc, subprocess_env, write_params
 
 
@@ -72,6 +76,38 @@ def test_ctrl_c_exits_promptly_with_one_line(split_project: Path) -> None:
     assert stderr.strip().splitlines()[-1].startswith("interrupted")
     assert final_outputs(split_project) == []
     assert list(split_project.glob("*/.tmp-*")) == []
+
+
+def test_ctrl_c_that_library_code_swallows_still_ends_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Keras's saving has a bare `except:`; a Ctrl-C landing there must still stop the stage."""
+    monkeypatch.setattr(errors, "_interrupted", False)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy")
+    epochs_run: list[int] = []
+
+    def main() -> None:
+        with contextlib.suppress(KeyboardInterrupt):  # as keras.src.saving.saving_lib does
+            signal.raise_signal(signal.SIGINT)
+        model.fit(
+            np.zeros((8, 4)),
+            np.zeros(8),
+            epochs=5,
+            verbose=0,
+            callbacks=[
+                keras.callbacks.LambdaCallback(
+                    on_epoch_end=lambda epoch, _: epochs_run.append(epoch)
+                ),
+                StopOnCtrlC(),
+            ],
+        )
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(main)
+    assert exit_info.value.code == 130
+    assert epochs_run == [0]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def evaluate_small(project: Path) -> subprocess.CompletedProcess:
