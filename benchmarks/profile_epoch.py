@@ -3,10 +3,10 @@
     python -m benchmarks.profile_epoch [--quick] [--epochs N] [--variants small wide ...]
 
 For each variant, in a fresh process, it runs `stages.train.fit_variant` (the train stage's
-code path, validation included) for a few epochs under TensorFlow's profiler and sums the self
-time of every op type over them, per epoch. Ops run on two inter-op threads at once, so the
-op times add up to more than the epoch's wall time; the shares say which ops dominate. Results
-go to benchmarks/results/profile_epoch.json.
+code path, validation included) for a warm-up epoch and then a few epochs under TensorFlow's
+profiler, and sums the self time of every op type over those, per epoch. Ops run on several
+threads in parallel, so the op times add up to more than the epoch's wall time; the shares say
+which ops dominate. Results go to benchmarks/results/profile_epoch.json.
 """
 
 import argparse
@@ -18,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.train_speed import positive_int
 from stages.data import write_json
 from stages.params import load_params
 from stages.report import update_readme
@@ -30,7 +31,10 @@ def op_self_seconds(profile_dir: Path) -> dict[str, float]:
     """Total self time of each op type in the profile, idle time left out."""
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
 
-    [xspace] = profile_dir.glob("plugins/profile/*/*.xplane.pb")
+    found = list(profile_dir.glob("plugins/profile/*/*.xplane.pb"))
+    if len(found) != 1:
+        raise SystemExit(f"expected one profile in {profile_dir}, found {len(found)}")
+    [xspace] = found
     data, ok = _pywrap_profiler_plugin.xspace_to_tools_data([str(xspace)], "framework_op_stats")
     if not ok:
         raise SystemExit(f"cannot read the profile {xspace}: {data[:200]!r}")
@@ -45,17 +49,29 @@ def op_self_seconds(profile_dir: Path) -> dict[str, float]:
 
 
 def profile(variant: str, epochs: int, limit: int | None) -> dict:
-    """Profile `epochs` epochs of one variant's training; op seconds are per epoch."""
+    """Profile `epochs` epochs of one variant's training after a warm-up epoch, per epoch."""
+    import keras
     import tensorflow as tf
 
     from stages.data import load_split
     from stages.train import fit_variant
 
+    class ProfileAfterWarmUp(keras.callbacks.Callback):
+        def __init__(self, log_dir: str) -> None:
+            super().__init__()
+            self.log_dir = log_dir
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            if epoch == 1:
+                tf.profiler.experimental.start(self.log_dir)
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            tf.profiler.experimental.stop()
+
     params = load_params()
-    model_params = dataclasses.replace(params.model(variant), epochs=epochs)
+    model_params = dataclasses.replace(params.model(variant), epochs=1 + epochs)
     x_train, y_train = load_split("train")
     with tempfile.TemporaryDirectory() as folder:
-        tf.profiler.experimental.start(folder)
         history = fit_variant(
             model_params,
             params.train,
@@ -64,13 +80,12 @@ def profile(variant: str, epochs: int, limit: int | None) -> dict:
             Path(folder, "model.keras"),
             Path(folder, "history.csv"),
             0,
+            [ProfileAfterWarmUp(folder)],
         )
-        tf.profiler.experimental.stop()
         seconds = op_self_seconds(Path(folder))
     return {
         "variant": variant,
-        "epochs": epochs,
-        "epoch_seconds": [round(s, 3) for s in history.history["seconds"]],
+        "epoch_seconds": [round(s, 3) for s in history.history["seconds"][1:]],
         "op_seconds_per_epoch": {op: s / epochs for op, s in seconds.items()},
     }
 
@@ -87,6 +102,8 @@ def profile_in_subprocess(variant: str, epochs: int, limit: int | None) -> dict:
 def top_ops(op_seconds: dict[str, float]) -> list[dict]:
     """The op types that take the most time, then the rest as one row, with shares of the total."""
     total = sum(op_seconds.values())
+    if total <= 0:
+        raise SystemExit("the profile recorded no op time")
     ranked = sorted(op_seconds.items(), key=lambda item: -item[1])
     rest = sum(seconds for _, seconds in ranked[SHOWN_OP_TYPES:])
     rows = [{"op": op, "seconds": seconds} for op, seconds in ranked[:SHOWN_OP_TYPES]]
@@ -118,9 +135,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="2,048 samples, 1 epoch")
+    parser.add_argument("--quick", action="store_true", help="2,048 samples, 1 profiled epoch")
     parser.add_argument("--variants", nargs="+", help="default: every variant in params.yaml")
-    parser.add_argument("--epochs", type=int, help="epochs to profile; 3, or 1 if --quick")
+    parser.add_argument(
+        "--epochs", type=positive_int, help="epochs profiled after the warm-up; 3, or 1 if --quick"
+    )
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--profile", metavar="VARIANT", help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
