@@ -37,8 +37,14 @@ def raise_if_interrupted() -> None:
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main(); report a StageError or Ctrl-C on one stderr line and exit non-zero."""
-    previous_handler = signal.signal(signal.SIGINT, _on_ctrl_c)
+    """Run a stage's main(); report a StageError or Ctrl-C on one stderr line and exit non-zero.
+
+    Ctrl-C is tracked only where Python handles it by default: a stage started with SIGINT
+    ignored (a background job, nohup) keeps ignoring it.
+    """
+    previous_handler = signal.getsignal(signal.SIGINT)
+    if previous_handler is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_ctrl_c)
     try:
         main()
     except StageError as error:

@@ -64,6 +64,16 @@ def test_sigkill_leaves_nothing_and_the_next_repro_starts_cleanly(split_project:
     assert leftovers == []
 
 
+@pytest.fixture
+def ctrl_c_enabled() -> Iterator[None]:
+    """Python's own Ctrl-C handling here and in child processes, also when pytest was started
+    with SIGINT ignored (as a background job), which children would inherit."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_enabled")
 def test_ctrl_c_exits_promptly_with_one_line(split_project: Path) -> None:
     for path in final_outputs(split_project):
         path.unlink()
@@ -78,6 +88,7 @@ def test_ctrl_c_exits_promptly_with_one_line(split_project: Path) -> None:
     assert list(split_project.glob("*/.tmp-*")) == []
 
 
+@pytest.mark.usefixtures("ctrl_c_enabled")
 def test_ctrl_c_that_library_code_swallows_still_ends_training(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
