@@ -1,25 +1,39 @@
-# Two entry points: `make repro` runs the pipeline, `make test` runs lint and the test suite.
-# Both create .venv from requirements.lock first, and only when it is missing or stale.
+# `make install` sets up .venv and the offline plots page; `make repro` runs the pipeline;
+# `make test` runs lint, the format check and the test suite. Each installs only what is stale.
 PYTHON ?= python3.11
 VENV := .venv
 INSTALLED := $(VENV)/.installed
+TEMPLATE := reports/plots_template.html
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 CHROMIUM := /usr/bin/chromium
 APT := $(shell [ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: repro test docs lock
+.DEFAULT_GOAL := help
+.PHONY: help install repro test docs schema lock
 
-repro: $(INSTALLED)
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(INSTALLED) $(TEMPLATE) ## create .venv from requirements.lock and the offline plots page
+
+repro: install ## run the whole pipeline (`dvc repro`)
 	dvc repro
 
-test: $(INSTALLED) $(CHROMIUM)
+test: install $(CHROMIUM) ## ruff check, ruff format --check and the test suite
 	ruff check .
+	ruff format --check .
 	python -m pytest
 
-# The README's pictures, rendered from the current results.
-docs: $(INSTALLED)
+docs: install ## redraw the README's pictures from the current results
 	python -m docs.render
+
+schema: install ## regenerate params.schema.json from stages/params.py
+	python -m stages.params
+
+# The offline page template for `dvc plots show`: a cached DVC output, so a fresh clone makes it.
+$(TEMPLATE): $(INSTALLED)
+	dvc repro plots_template
 
 # The browser test opens `dvc plots show` pages in Debian's Chromium.
 $(CHROMIUM):
@@ -32,8 +46,7 @@ $(INSTALLED): requirements.lock
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	touch $@
 
-# Re-resolve the dependencies of pyproject.toml and pin every version into requirements.lock.
-lock:
+lock: ## re-resolve pyproject.toml and pin every version into requirements.lock
 	rm -rf .lock-venv build *.egg-info
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check ".[dev]"

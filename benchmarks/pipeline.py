@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stages.data import write_json
+from stages.files import write_json
 from stages.report import update_readme
 
 RESULTS_FILE = Path("benchmarks/results/pipeline.json")
@@ -31,6 +31,7 @@ PROJECT_FILES = (
     ".dvc/plots",
     ".dvcignore",
     ".gitignore",
+    "reports/seeds.json",
 )
 
 

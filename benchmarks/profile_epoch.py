@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.train_speed import positive_int
-from stages.data import write_json
+from stages.files import write_json
 from stages.params import load_params
 from stages.report import update_readme
 
@@ -53,7 +53,7 @@ def profile(variant: str, epochs: int, limit: int | None) -> dict:
     import keras
     import tensorflow as tf
 
-    from stages.data import load_split
+    from stages.dataset import load_split
     from stages.train import fit_variant
 
     class ProfileAfterWarmUp(keras.callbacks.Callback):

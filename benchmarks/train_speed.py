@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stages.data import write_json
+from stages.files import write_json
 from stages.params import load_params
 from stages.report import update_readme
 
@@ -62,7 +62,7 @@ def multiply_adds_per_sample(model: "keras.Model") -> int:
 
 def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> dict:
     """Seconds of each timed epoch (the warm-up epoch dropped) for one variant and code path."""
-    from stages.data import load_split
+    from stages.dataset import load_split
     from stages.models import OPTIMIZERS, build_model, scale
     from stages.train import EpochTimer, fit_variant
 

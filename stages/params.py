@@ -1,24 +1,135 @@
-"""Read params.yaml once and validate it into typed objects."""
+"""Read params.yaml once and validate it into frozen pydantic models.
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+Unknown keys are refused, nothing is coerced (a quoted "0.1" is not a number), and every
+error names its key, its value and what is allowed. `python -m stages.params` writes the
+JSON Schema that params.yaml points editors at.
+"""
+
+import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from stages.data import NUM_CLASSES, TRAIN_CLASS_COUNTS
 from stages.errors import StageError
+from stages.files import write_text
+from stages.mnist import NUM_CLASSES, TRAIN_CLASS_COUNTS
 
 PARAMS_FILE = Path("params.yaml")
+SCHEMA_FILE = Path("params.schema.json")
 
-SOURCES = ("auto", "url", "mirror")
-LAYOUTS = ("rows", "flat")
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "selu")
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
-SCHEDULES = ("constant", "cosine")
-STRATEGIES = ("default", "mirrored", "multi_worker")
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Rate = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class FetchParams(Section):
+    source: Literal["auto", "url", "mirror"] = Field(
+        description="auto: the url, and the mirror on a network failure; mirror: the package index"
+    )
+    url: Annotated[str, Field(min_length=1)]
+    sha256: Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
+
+
+class SplitParams(Section):
+    validation_size: Annotated[int, Field(ge=NUM_CLASSES, le=sum(TRAIN_CLASS_COUNTS) - NUM_CLASSES)]
+    seed: NonNegativeInt
+
+
+class TrainParams(Section):
+    seed: NonNegativeInt
+    steps_per_execution: PositiveInt = Field(description="batches per call into TensorFlow")
+    validation_batch_size: PositiveInt
+    threads: NonNegativeInt = Field(description="TensorFlow threads per process; 0: all cores")
+    strategy: Literal["default", "mirrored", "multi_worker"]
+
+    @model_validator(mode="after")
+    def one_step_under_distribution(self) -> "TrainParams":
+        if self.strategy != "default" and self.steps_per_execution != 1:
+            raise ParamsError(
+                "train.steps_per_execution",
+                self.steps_per_execution,
+                f"1 under train.strategy {self.strategy!r}: Keras 3 fails to run several steps "
+                "per call under tf.distribute (keras-team/keras#19246)",
+            )
+        return self
+
+
+class ModelParams(Section):
+    name: SkipJsonSchema[str] = Field(description="the key under `models`, set by Params")
+    layout: Literal["rows", "flat"] = Field(
+        description="rows: Dense on each 28-pixel row, then Flatten; flat: Flatten first"
+    )
+    hidden_units: Annotated[list[PositiveInt], Field(min_length=1)]
+    activation: Literal["relu", "tanh", "sigmoid", "elu", "gelu", "selu"]
+    dropout: Rate = Field(description="after each hidden layer")
+    optimizer: Literal["adam", "rmsprop", "sgd"]
+    learning_rate: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        description="cosine: decay to zero over all epochs"
+    )
+    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        description="decoupled: each step shrinks the weights by weight_decay * rate"
+    )
+    label_smoothing: Rate = Field(description="targets 1 - s on the digit, s / 10 on every class")
+    batch_size: PositiveInt
+    epochs: PositiveInt
+
+
+class ReportParams(Section):
+    reference_accuracy: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        description="test accuracy that each variant is compared with (the 2016 figures)"
+    )
+
+
+class Params(Section):
+    fetch: FetchParams
+    split: SplitParams
+    train: TrainParams
+    models: Annotated[dict[str, ModelParams], Field(min_length=1)]
+    report: ReportParams
+
+    @model_validator(mode="before")
+    @classmethod
+    def name_each_variant(cls, raw: Any) -> Any:
+        """Give each variant its key as its name: the only field that params.yaml does not set."""
+        models = raw.get("models") if isinstance(raw, dict) else None
+        if not isinstance(models, dict):
+            return raw
+        named = {}
+        for name, settings in models.items():
+            if isinstance(settings, dict) and "name" in settings:
+                raise ParamsError(f"models.{name}.name", settings["name"], "no such key")
+            named[name] = (
+                {"name": str(name), **settings} if isinstance(settings, dict) else settings
+            )
+        return {**raw, "models": named}
+
+    @model_validator(mode="after")
+    def references_name_variants(self) -> "Params":
+        for name, value in self.report.reference_accuracy.items():
+            if name not in self.models:
+                raise ParamsError(
+                    f"report.reference_accuracy.{name}",
+                    value,
+                    f"a variant of `models` {sorted(self.models)}",
+                )
+        return self
+
+    def model(self, name: str) -> ModelParams:
+        """The variant called `name`, or an error listing the known ones."""
+        if name not in self.models:
+            raise StageError(
+                f"unknown variant {name!r}: params.yaml's models are {sorted(self.models)}",
+                "pass one of them, or add the variant under `models` in params.yaml",
+            )
+        return self.models[name]
 
 
 class ParamsError(StageError):
@@ -31,222 +142,48 @@ class ParamsError(StageError):
         )
 
 
-@dataclass(frozen=True)
-class FetchParams:
-    source: str
-    url: str
-    sha256: str
+def allowed(error: dict[str, Any]) -> str:
+    """Pydantic's message for one error, phrased as what the key expects."""
+    kind, message = error["type"], error["msg"]
+    if kind == "missing":
+        return "a value (the key is missing)"
+    if kind == "extra_forbidden":
+        return "no such key (check its spelling)"
+    if kind in ("model_type", "dict_type"):
+        return "a mapping"
+    if kind == "too_short":
+        return f"at least {error['ctx']['min_length']} item(s)"
+    return message.removeprefix("Input should be ").removeprefix("Value error, ")
 
 
-@dataclass(frozen=True)
-class SplitParams:
-    validation_size: int
-    seed: int
+def params_error(error: ValidationError, raw: dict[str, Any]) -> StageError:
+    """The first validation error as a ParamsError, or a ParamsError raised by a validator.
 
-
-@dataclass(frozen=True)
-class TrainParams:
-    seed: int
-    steps_per_execution: int
-    validation_batch_size: int
-    threads: int
-    strategy: str
-
-
-@dataclass(frozen=True)
-class ModelParams:
-    name: str
-    layout: str
-    hidden_units: tuple[int, ...]
-    activation: str
-    dropout: float
-    optimizer: str
-    learning_rate: float
-    lr_schedule: str
-    batch_size: int
-    epochs: int
-
-
-@dataclass(frozen=True)
-class ReportParams:
-    reference_accuracy: dict[str, float]
-
-
-@dataclass(frozen=True)
-class Params:
-    fetch: FetchParams
-    split: SplitParams
-    train: TrainParams
-    models: dict[str, ModelParams]
-    report: ReportParams
-
-    def model(self, name: str) -> ModelParams:
-        """The variant called `name`, or an error listing the known ones."""
-        if name not in self.models:
-            raise StageError(
-                f"unknown variant {name!r}: params.yaml's models are {sorted(self.models)}",
-                "pass one of them, or add the variant under `models` in params.yaml",
-            )
-        return self.models[name]
-
-
-def _section(raw: Any, key: str, allowed_keys: tuple[str, ...]) -> dict[str, Any]:
-    """The mapping at `key`, refusing keys that are not in `allowed_keys`."""
-    if not isinstance(raw, dict):
-        raise ParamsError(key or "the document", raw, "a mapping")
-    prefix = f"{key}." if key else ""
-    for name in raw:
-        if name not in allowed_keys:
-            raise ParamsError(f"{prefix}{name}", raw[name], f"only the keys {list(allowed_keys)}")
-    for name in allowed_keys:
-        if name not in raw:
-            raise ParamsError(f"{prefix}{name}", None, "a value (the key is missing)")
-    return raw
-
-
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _integer(value: Any, key: str, minimum: int, maximum: int | None = None) -> int:
-    bound = f" and <= {maximum}" if maximum is not None else ""
-    if not _is_integer(value) or value < minimum or (maximum is not None and value > maximum):
-        raise ParamsError(key, value, f"an integer >= {minimum}{bound}")
-    return value
-
-
-def _number(value: Any, key: str, allowed: str, in_range: Callable[[float], bool]) -> float:
-    """A finite int or float for which `in_range` holds; `allowed` describes the range."""
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    if not (numeric and math.isfinite(value) and in_range(value)):
-        raise ParamsError(key, value, allowed)
-    return float(value)
-
-
-def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ParamsError(key, value, f"one of {list(choices)}")
-    return value
-
-
-def _string(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ParamsError(key, value, "a non-empty string")
-    return value
-
-
-def _hidden_units(value: Any, key: str) -> tuple[int, ...]:
-    def positive(units: Any) -> bool:
-        return _is_integer(units) and units > 0
-
-    if not isinstance(value, list) or not value or not all(map(positive, value)):
-        raise ParamsError(key, value, "a non-empty list of positive integers")
-    return tuple(value)
-
-
-def _fetch(raw: Any) -> FetchParams:
-    section = _section(raw, "fetch", ("source", "url", "sha256"))
-    return FetchParams(
-        source=_choice(section["source"], "fetch.source", SOURCES),
-        url=_string(section["url"], "fetch.url"),
-        sha256=_string(section["sha256"], "fetch.sha256"),
-    )
-
-
-def _split(raw: Any) -> SplitParams:
-    section = _section(raw, "split", ("validation_size", "seed"))
-    return SplitParams(
-        validation_size=_integer(
-            section["validation_size"],
-            "split.validation_size",
-            NUM_CLASSES,
-            sum(TRAIN_CLASS_COUNTS) - NUM_CLASSES,
-        ),
-        seed=_integer(section["seed"], "split.seed", 0),
-    )
-
-
-def _train(raw: Any) -> TrainParams:
-    section = _section(
-        raw,
-        "train",
-        ("seed", "steps_per_execution", "validation_batch_size", "threads", "strategy"),
-    )
-    strategy = _choice(section["strategy"], "train.strategy", STRATEGIES)
-    steps_per_execution = _integer(section["steps_per_execution"], "train.steps_per_execution", 1)
-    if strategy != "default" and steps_per_execution != 1:
-        raise ParamsError(
-            "train.steps_per_execution",
-            steps_per_execution,
-            f"1 under train.strategy {strategy!r}: Keras 3 fails to run several steps per "
-            "call under tf.distribute (keras-team/keras#19246)",
-        )
-    return TrainParams(
-        seed=_integer(section["seed"], "train.seed", 0),
-        steps_per_execution=steps_per_execution,
-        validation_batch_size=_integer(
-            section["validation_batch_size"], "train.validation_batch_size", 1
-        ),
-        threads=_integer(section["threads"], "train.threads", 0),
-        strategy=strategy,
-    )
-
-
-def _model(name: str, raw: Any) -> ModelParams:
-    key = f"models.{name}"
-    section = _section(raw, key, tuple(f.name for f in fields(ModelParams) if f.name != "name"))
-    return ModelParams(
-        name=name,
-        layout=_choice(section["layout"], f"{key}.layout", LAYOUTS),
-        hidden_units=_hidden_units(section["hidden_units"], f"{key}.hidden_units"),
-        activation=_choice(section["activation"], f"{key}.activation", ACTIVATIONS),
-        dropout=_number(
-            section["dropout"], f"{key}.dropout", "a number in [0, 1)", lambda v: 0 <= v < 1
-        ),
-        optimizer=_choice(section["optimizer"], f"{key}.optimizer", OPTIMIZERS),
-        learning_rate=_number(
-            section["learning_rate"], f"{key}.learning_rate", "a number > 0", lambda v: v > 0
-        ),
-        lr_schedule=_choice(section["lr_schedule"], f"{key}.lr_schedule", SCHEDULES),
-        batch_size=_integer(section["batch_size"], f"{key}.batch_size", 1),
-        epochs=_integer(section["epochs"], f"{key}.epochs", 1),
-    )
-
-
-def _models(raw: Any) -> dict[str, ModelParams]:
-    if not isinstance(raw, dict) or not raw:
-        raise ParamsError("models", raw, "a non-empty mapping of variant name to settings")
-    return {str(name): _model(str(name), settings) for name, settings in raw.items()}
-
-
-def _report(raw: Any, variants: dict[str, ModelParams]) -> ReportParams:
-    section = _section(raw, "report", ("reference_accuracy",))
-    references = section["reference_accuracy"]
-    key = "report.reference_accuracy"
-    if not isinstance(references, dict):
-        raise ParamsError(key, references, "a mapping of variant to accuracy")
-    for name, value in references.items():
-        if name not in variants:
-            raise ParamsError(f"{key}.{name}", value, f"a variant of `models` {sorted(variants)}")
-    return ReportParams(
-        reference_accuracy={
-            name: _number(value, f"{key}.{name}", "an accuracy in [0, 1]", lambda v: 0 <= v <= 1)
-            for name, value in references.items()
-        }
-    )
+    An error in a list item names the whole list: `hidden_units = [512, 0]`, not `.1 = 0`.
+    """
+    first = error.errors()[0]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, ParamsError):
+        return cause
+    location = list(first["loc"])
+    if any(isinstance(part, int) for part in location):
+        location = location[: next(i for i, p in enumerate(location) if isinstance(p, int))]
+        value = raw
+        for part in location:
+            value = value[part]
+        return ParamsError(".".join(location), value, f"a list of items {allowed(first)}")
+    value = None if first["type"] == "missing" else first["input"]
+    return ParamsError(".".join(str(part) for part in location), value, allowed(first))
 
 
 def parse_params(raw: Any) -> Params:
     """Validate the parsed YAML document into Params."""
-    section = _section(raw, "", ("fetch", "split", "train", "models", "report"))
-    models = _models(section["models"])
-    return Params(
-        fetch=_fetch(section["fetch"]),
-        split=_split(section["split"]),
-        train=_train(section["train"]),
-        models=models,
-        report=_report(section["report"], models),
-    )
+    if not isinstance(raw, dict):
+        raise ParamsError("the document", raw, "a mapping")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise params_error(error, raw) from None
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
@@ -259,3 +196,19 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         cause = str(error).replace("\n", " ")
         raise StageError(f"{path} is not valid YAML: {cause}", "fix its syntax") from None
     return parse_params(raw)
+
+
+def schema_text() -> str:
+    """The JSON Schema of params.yaml, generated from the models above."""
+    schema = Params.model_json_schema()
+    schema["title"] = "params.yaml of the MNIST DVC pipeline"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def main() -> None:
+    write_text(SCHEMA_FILE, schema_text())
+    print(f"wrote {SCHEMA_FILE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from stages.data import atomic_output
+from stages.files import atomic_output
 
 
 def save_figure(figure: Figure, path: Path) -> None:

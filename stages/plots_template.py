@@ -5,14 +5,11 @@ same libraries from the installed vl-convert-python package and leaves out `{scr
 CDN tags never appear. `.dvc/config` points `plots.html_template` at the file written here.
 """
 
-from pathlib import Path
-
 import vl_convert
 
-from stages.data import write_text
 from stages.errors import StageError, run_stage
-
-TEMPLATE_FILE = Path("reports/plots_template.html")
+from stages.files import write_text
+from stages.paths import TEMPLATE_FILE
 
 # DVC's plot templates are written for Vega-Lite 5, as are the CDN scripts it would load.
 VEGA_LITE_VERSION = "5.21"

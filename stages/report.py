@@ -1,57 +1,183 @@
 """Stage report: compare the variants in reports/summary.md, reports/history.csv and a chart.
 
-`python -m stages.report --readme README.md` also copies the summary table into the README.
+The summary holds the committed run beside the seed study (reports/seeds.json, written by
+`python -m tools.seed_study`), McNemar's exact test between each pair of variants on the test
+predictions, and the machine that trained each variant. `python -m stages.report --readme
+README.md` also copies the tables into the README.
 """
 
 import argparse
 import csv
 import io
+import itertools
+import json
+import math
 import re
+import statistics
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from scipy.stats import binomtest
 
-from stages.data import (
-    HISTORY_COLUMNS,
+from stages.errors import StageError, run_stage
+from stages.files import read_json, write_text
+from stages.history import HISTORY_COLUMNS, read_history
+from stages.params import ModelParams, load_params
+from stages.paths import (
+    CHART_FILE,
+    HISTORY_TABLE_FILE,
+    SEEDS_FILE,
+    SUMMARY_FILE,
     history_file,
     metrics_file,
-    read_history,
-    read_json,
-    write_text,
+    plots_dir,
+    training_file,
 )
-from stages.errors import StageError, run_stage
-from stages.params import load_params
 from stages.plots import plot_validation_accuracy
 
-REPORTS_DIR = Path("reports")
-SUMMARY_FILE = REPORTS_DIR / "summary.md"
-HISTORY_FILE = REPORTS_DIR / "history.csv"
-CHART_FILE = REPORTS_DIR / "val_accuracy.png"
-README_BLOCK = "results"
+SEEDS_HINT = "run `python -m tools.seed_study`"
 
 
 def percent(value: float) -> str:
     return f"{100 * value:.2f} %"
 
 
-def summary_table(metrics: dict[str, dict], references: dict[str, float]) -> str:
-    """A Markdown table: one row per variant, test accuracy beside the 2016 figure."""
+def recipe(params: ModelParams) -> str:
+    """A variant's params as the seed study records them: params.yaml's keys, sorted."""
+    return json.dumps(params.model_dump(exclude={"name"}), sort_keys=True)
+
+
+def seed_accuracies(records: list[dict], variant: str, current_recipe: str) -> list[float]:
+    """Test accuracies of the seed study's runs of this variant with today's params."""
+    return [
+        r["test_accuracy"]
+        for r in records
+        if r["variant"] == variant and r["recipe"] == current_recipe
+    ]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def seed_cells(accuracies: list[float], reference: float | None) -> list[str]:
+    """Seeds, mean ± std, min – max and the mean's Δ vs 2016; dashes when there is no study."""
+    if not accuracies:
+        return ["–"] * 4
+    mean, std = mean_std(accuracies)
+    delta = f"{100 * (mean - reference):+.2f} pp" if reference is not None else "–"
+    return [
+        str(len(accuracies)),
+        f"{100 * mean:.2f} ± {100 * std:.2f} %",
+        f"{100 * min(accuracies):.2f} – {100 * max(accuracies):.2f} %",
+        delta,
+    ]
+
+
+def summary_table(
+    metrics: dict[str, dict],
+    training: dict[str, dict],
+    seeds: dict[str, list[float]],
+    references: dict[str, float],
+) -> str:
+    """One row per variant: the committed run, the seed study and the 2016 figure."""
     lines = [
-        "| Variant | Parameters | Test accuracy | 2016 | Δ vs 2016 | Best epoch | Epochs "
-        "| Training time |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|",
+        "| Variant | Parameters | Test accuracy | Seeds | Seed mean ± std | Seed range | 2016 "
+        "| Δ mean vs 2016 | Best epoch | Epochs | Training time |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for variant, result in metrics.items():
-        accuracy = result["test"]["accuracy"]
         reference = references.get(variant)
-        delta = f"{100 * (accuracy - reference):+.2f} pp" if reference is not None else "–"
+        count, spread, extremes, delta = seed_cells(seeds[variant], reference)
+        cells = [
+            variant,
+            f"{result['params']:,}",
+            percent(result["test"]["accuracy"]),
+            count,
+            spread,
+            extremes,
+            percent(reference) if reference is not None else "–",
+            delta,
+            str(result["validation"]["best_epoch"]),
+            str(result["training"]["epochs"]),
+            f"{training[variant]['timing']['seconds']:.0f} s",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def read_predictions(variant: str) -> np.ndarray:
+    """The (actual, predicted) rows that evaluate wrote for DVC's confusion matrix."""
+    path = plots_dir(variant) / "predictions.csv"
+    if not path.exists():
+        raise StageError(f"{path} is missing", "run `dvc repro` to evaluate every variant")
+    return np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int, float]:
+    """Test digits only A got right, only B got right, and McNemar's exact two-sided p-value."""
+    only_a = int(np.sum(correct_a & ~correct_b))
+    only_b = int(np.sum(~correct_a & correct_b))
+    discordant = only_a + only_b
+    p_value = binomtest(only_a, discordant, 0.5).pvalue if discordant else 1.0
+    return only_a, only_b, float(p_value)
+
+
+def mean_difference(a: list[float], b: list[float]) -> str:
+    """Difference of two seed means ± its standard error, or a dash without two seeds each."""
+    if len(a) < 2 or len(b) < 2:
+        return "–"
+    (mean_a, std_a), (mean_b, std_b) = mean_std(a), mean_std(b)
+    error = math.sqrt(std_a**2 / len(a) + std_b**2 / len(b))
+    return f"{100 * (mean_a - mean_b):+.2f} ± {100 * error:.2f} pp"
+
+
+def significance_table(correct: dict[str, np.ndarray], seeds: dict[str, list[float]]) -> str:
+    """Each pair of variants: McNemar on the committed run's test predictions, seed means."""
+    lines = [
+        "| A vs B | Only A right | Only B right | McNemar p | Δ test accuracy "
+        "| Δ seed mean ± s.e. |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for a, b in itertools.combinations(correct, 2):
+        only_a, only_b, p_value = mcnemar(correct[a], correct[b])
+        delta = (only_a - only_b) / correct[a].size
         lines.append(
-            f"| {variant} | {result['params']:,} | {percent(accuracy)} | "
-            f"{percent(reference) if reference is not None else '–'} | {delta} | "
-            f"{result['validation']['best_epoch']} | {result['training']['epochs']} | "
-            f"{result['training']['seconds']:.0f} s |"
+            f"| {a} vs {b} | {only_a} | {only_b} | {p_value:.2g} | {100 * delta:+.2f} pp "
+            f"| {mean_difference(seeds[a], seeds[b])} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def environment_table(training: dict[str, dict]) -> str:
+    """The machine and libraries that trained each variant, from the train stage's records."""
+    lines = [
+        "| Variant | CPU | Instruction sets | Threads / cores | TensorFlow | Keras | NumPy "
+        "| oneDNN | Op determinism |",
+        "|---|---|---|--:|---|---|---|---|---|",
+    ]
+    for variant, record in training.items():
+        env = record["environment"]
+        lines.append(
+            f"| {variant} | {env['cpu']} | {' '.join(env['cpu_flags'])} | "
+            f"{env['threads']} / {env['cores']} | {env['tensorflow']} | {env['keras']} | "
+            f"{env['numpy']} | {'on' if env['onednn'] else 'off'} | "
+            f"{'on' if env['op_determinism'] else 'off'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def read_seed_records() -> list[dict[str, Any]]:
+    if not SEEDS_FILE.exists():
+        raise StageError(f"{SEEDS_FILE} is missing", SEEDS_HINT)
+    try:
+        records = json.loads(SEEDS_FILE.read_text())
+    except ValueError as error:
+        raise StageError(f"{SEEDS_FILE} is not valid JSON: {error}", SEEDS_HINT) from None
+    if not isinstance(records, list):
+        raise StageError(f"{SEEDS_FILE} does not hold a list of records", SEEDS_HINT)
+    return records
 
 
 def history_csv(histories: dict[str, np.ndarray]) -> str:
@@ -76,7 +202,7 @@ def readme_block(name: str) -> re.Pattern:
     return re.compile(rf"(<!-- {name}:start -->\n)(.*?)(<!-- {name}:end -->)", re.DOTALL)
 
 
-def update_readme(readme: Path, text: str, block: str = README_BLOCK) -> None:
+def update_readme(readme: Path, text: str, block: str) -> None:
     """Replace the marked block of the README with `text`."""
     content = readme.read_text()
     pattern = readme_block(block)
@@ -90,22 +216,35 @@ def update_readme(readme: Path, text: str, block: str = README_BLOCK) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--readme", type=Path, help="also copy the table into this README")
+    parser.add_argument("--readme", type=Path, help="also copy the tables into this README")
     args = parser.parse_args()
 
     params = load_params()
     variants = list(params.models)
     hint = "run `dvc repro` to evaluate every variant"
     metrics = {variant: read_json(metrics_file(variant), hint) for variant in variants}
+    training = {variant: read_json(training_file(variant), hint) for variant in variants}
     histories = {variant: read_history(history_file(variant)) for variant in variants}
-    table = summary_table(metrics, params.report.reference_accuracy)
+    correct = {v: np.equal(*read_predictions(v).T) for v in variants}
+    records = read_seed_records()
+    seeds = {v: seed_accuracies(records, v, recipe(params.models[v])) for v in variants}
 
-    write_text(SUMMARY_FILE, "# Results\n\n" + table)
-    write_text(HISTORY_FILE, history_csv(histories))
+    tables = {
+        "results": summary_table(metrics, training, seeds, params.report.reference_accuracy),
+        "significance": significance_table(correct, seeds),
+        "environment": environment_table(training),
+    }
+    write_text(
+        SUMMARY_FILE,
+        "# Results\n\n{results}\n## Is a difference real?\n\n{significance}\n"
+        "## Environment\n\n{environment}".format(**tables),
+    )
+    write_text(HISTORY_TABLE_FILE, history_csv(histories))
     plot_validation_accuracy(histories, CHART_FILE)
     if args.readme:
-        update_readme(args.readme, table)
-    print(table)
+        for block, table in tables.items():
+            update_readme(args.readme, table, block)
+    print(SUMMARY_FILE.read_text())
 
 
 if __name__ == "__main__":

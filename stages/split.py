@@ -2,9 +2,11 @@
 
 from sklearn.model_selection import train_test_split
 
-from stages.data import MANIFEST_FILE, load_raw, save_arrays, split_file, split_manifest, write_json
+from stages.dataset import load_raw, split_manifest
 from stages.errors import run_stage
+from stages.files import save_arrays, write_json
 from stages.params import load_params
+from stages.paths import MANIFEST_FILE, split_file
 
 
 def main() -> None:

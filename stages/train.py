@@ -1,5 +1,8 @@
 """Stage train@<variant>: fit one variant, keeping the epoch with the best validation accuracy."""
 
+import stages.tf_quiet  # noqa: F401  (before anything imports TensorFlow)
+
+# isort: split
 import argparse
 import math
 import sys
@@ -11,10 +14,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stages.data import atomic_output, history_file, load_split, model_file
+from stages.dataset import load_split
+from stages.environment import environment
 from stages.errors import raise_if_interrupted, run_stage
-from stages.models import build_model, compile_model, scale
+from stages.files import atomic_output, json_text
+from stages.keras_file import canonicalize
+from stages.models import build_model, compile_model, one_hot, scale
 from stages.params import ModelParams, TrainParams, load_params
+from stages.paths import history_file, model_file, training_file
 
 
 def configure_tensorflow(params: TrainParams) -> None:
@@ -83,10 +90,10 @@ def fit_variant(
         print(f"{train_params.strategy} strategy: {strategy.num_replicas_in_sync} replica(s)")
     return model.fit(
         scale(train[0]),
-        train[1],
+        one_hot(train[1]),
         batch_size=model_params.batch_size,
         epochs=model_params.epochs,
-        validation_data=(scale(validation[0]), validation[1]),
+        validation_data=(scale(validation[0]), one_hot(validation[1])),
         validation_batch_size=train_params.validation_batch_size,
         callbacks=[
             EpochTimer(),
@@ -101,6 +108,22 @@ def fit_variant(
     )
 
 
+def training_record(history: dict[str, list[float]], train_size: int, threads: int) -> dict:
+    """What training knows: the epoch ModelCheckpoint kept, epochs run, speed and environment."""
+    val_accuracy = history["val_accuracy"]
+    best = int(np.argmax(val_accuracy))
+    seconds = sum(history["seconds"])
+    return {
+        "validation": {"best_accuracy": float(val_accuracy[best]), "best_epoch": best + 1},
+        "epochs": len(val_accuracy),
+        "timing": {
+            "seconds": round(seconds, 2),
+            "samples_per_second": round(len(val_accuracy) * train_size / seconds, 1),
+        },
+        "environment": environment(threads),
+    }
+
+
 def train(variant: str) -> None:
     params = load_params()
     model_params = params.model(variant)
@@ -109,6 +132,7 @@ def train(variant: str) -> None:
     with (
         atomic_output(model_file(variant)) as model_temporary,
         atomic_output(history_file(variant)) as history_temporary,
+        atomic_output(training_file(variant)) as record_temporary,
     ):
         history = fit_variant(
             model_params,
@@ -119,11 +143,13 @@ def train(variant: str) -> None:
             history_temporary,
             verbose=1 if sys.stdout.isatty() else 2,
         )
-    val_accuracy = history.history["val_accuracy"]
-    best = int(np.argmax(val_accuracy))
+        canonicalize(model_temporary)
+        record = training_record(history.history, len(train_set[1]), params.train.threads)
+        record_temporary.write_text(json_text(record))
+    best = record["validation"]
     print(
-        f"{variant}: best validation accuracy {val_accuracy[best]:.4f} at epoch {best + 1} "
-        f"of {len(val_accuracy)}; {sum(history.history['seconds']):.1f} s; "
+        f"{variant}: best validation accuracy {best['best_accuracy']:.4f} at epoch "
+        f"{best['best_epoch']} of {record['epochs']}; {record['timing']['seconds']:.1f} s; "
         f"saved {model_file(variant)}"
     )
 

@@ -26,7 +26,7 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
     env["PYTHONPATH"] = str(REPO)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the stages' own default, as users get it
     return env
 
 

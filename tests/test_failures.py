@@ -1,12 +1,13 @@
 """Bad params, bad data and bad files: the stage exits non-zero with one line and writes nothing."""
 
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from stages import data
+from stages import mnist, paths
 from tests.conftest import SPLIT_SETTINGS, assert_fails_cleanly, run, run_stage, write_params
 
 
@@ -81,12 +82,12 @@ def write_raw(project: Path, **changes: np.ndarray) -> None:
     rng = np.random.default_rng(0)
     arrays = {
         "x_train": rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8),
-        "y_train": np.repeat(np.arange(10, dtype=np.uint8), data.TRAIN_CLASS_COUNTS),
+        "y_train": np.repeat(np.arange(10, dtype=np.uint8), mnist.TRAIN_CLASS_COUNTS),
         "x_test": rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8),
-        "y_test": np.repeat(np.arange(10, dtype=np.uint8), data.TEST_CLASS_COUNTS),
+        "y_test": np.repeat(np.arange(10, dtype=np.uint8), mnist.TEST_CLASS_COUNTS),
     }
     arrays.update(changes)
-    path = project / data.RAW_FILE
+    path = project / paths.RAW_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **arrays)
 
@@ -112,7 +113,7 @@ def test_bad_raw_arrays_are_refused(tmp_path: Path, changes: dict, message: str)
 def test_truncated_raw_file_is_refused(tmp_path: Path) -> None:
     write_params(tmp_path, {})
     write_raw(tmp_path)
-    raw = tmp_path / data.RAW_FILE
+    raw = tmp_path / paths.RAW_FILE
     raw.write_bytes(raw.read_bytes()[: raw.stat().st_size // 2])
     assert_fails_cleanly(run_stage("split", cwd=tmp_path, check=False), "corrupted")
 
@@ -121,3 +122,28 @@ def test_fetch_and_split_do_not_import_tensorflow(tmp_path: Path) -> None:
     code = "import sys, stages.fetch, stages.split; print('tensorflow' in sys.modules)"
     result = run([sys.executable, "-c", code], cwd=tmp_path)
     assert result.stdout.strip() == "False"
+
+
+TENSORFLOW_NOISE = re.compile(
+    r"^[IWE]\d{4} |absl::InitializeLog|oneDNN custom operations|cuda drivers", re.MULTILINE
+)
+
+
+def test_stages_print_no_tensorflow_start_up_lines_but_still_their_errors(
+    tiny_copy: Path,
+) -> None:
+    for stage in ("train", "evaluate"):
+        result = run_stage(stage, "wide", cwd=tiny_copy)
+        assert not TENSORFLOW_NOISE.search(result.stderr + result.stdout), result.stderr
+        assert "wide:" in result.stdout.splitlines()[-1]
+
+    (tiny_copy / "models" / "wide.keras").write_bytes(b"not a zip file")
+    broken = run_stage("evaluate", "wide", cwd=tiny_copy, check=False)
+    assert_fails_cleanly(broken, "cannot load models/wide.keras")
+    assert len(broken.stderr.strip().splitlines()) == 1
+
+
+def test_a_users_own_tensorflow_log_level_is_respected(tiny_copy: Path) -> None:
+    command = [sys.executable, "-m", "stages.evaluate", "wide"]
+    result = run(command, cwd=tiny_copy, env={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert TENSORFLOW_NOISE.search(result.stderr)

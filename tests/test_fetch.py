@@ -7,15 +7,18 @@ import io
 import os
 import pickle
 import socket
+import subprocess
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import numpy._core.multiarray as numpy_multiarray
+import numpy.testing._private.utils as numpy_utils
 import pytest
 
 from stages import fetch
-from stages.data import TEST_CLASS_COUNTS, TRAIN_CLASS_COUNTS, class_counts
 from stages.errors import StageError
+from stages.mnist import TEST_CLASS_COUNTS, TRAIN_CLASS_COUNTS, class_counts
 from tests.conftest import assert_fails_cleanly, local_server, run_stage, write_params
 
 RNG = np.random.default_rng(0)
@@ -85,7 +88,7 @@ def test_url_checksum_mismatch_fails_and_writes_nothing(serve, tmp_path: Path) -
 def test_url_source_does_not_fall_back_on_http_errors(serve) -> None:
     _, base = serve
     with pytest.raises(StageError, match="HTTP 404"):
-        fetch.fetch(fetch.FetchParams(source="auto", url=f"{base}/missing.npz", sha256="0"))
+        fetch.fetch(fetch.FetchParams(source="auto", url=f"{base}/missing.npz", sha256="0" * 64))
 
 
 def test_mirror_pickle_converts_back_to_exact_uint8() -> None:
@@ -96,20 +99,50 @@ def test_mirror_pickle_converts_back_to_exact_uint8() -> None:
         np.testing.assert_array_equal(converted[name], array)
 
 
-class Exploit:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
+class Reduces:
+    """An object that pickles as a call of `function` with `args`."""
+
+    def __init__(self, function: object, *args: object) -> None:
+        self.function, self.args = function, args
 
     def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
+        return (self.function, self.args)
 
 
-def test_malicious_pickle_is_refused_without_running(tmp_path: Path) -> None:
+def hostile_payloads(marker: Path) -> dict[str, object]:
+    """Pickle payloads that run code, write `marker` or build what MNIST never holds."""
+    touch = f"open({str(marker)!r}, 'w').close()"
+    return {
+        "os.system": Reduces(os.system, f"touch {marker}"),
+        "subprocess.call": Reduces(subprocess.call, ["touch", str(marker)]),
+        "builtins.exec": Reduces(exec, touch),
+        "builtins.eval": Reduces(eval, touch),
+        "numpy runstring": Reduces(numpy_utils.runstring, touch, {}),
+        "numpy.savetxt": Reduces(np.savetxt, str(marker), [1]),
+        "object array": np.array([1, "one"], dtype=object),
+        "object dtype": Reduces(np.dtype, "O", False, True),
+        "ndarray called": Reduces(np.ndarray, (10**12,), "u1"),
+        "_reconstruct with a huge shape": Reduces(
+            numpy_multiarray._reconstruct, np.ndarray, (10**12,), b"b"
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(hostile_payloads(Path("marker"))))
+def test_hostile_pickle_is_refused_without_side_effects(tmp_path: Path, name: str) -> None:
     marker = tmp_path / "pwned"
-    payload = pickle.dumps((Exploit(marker),), protocol=2)
-    with pytest.raises(StageError, match="refused to load"):
+    payload = pickle.dumps(((hostile_payloads(marker)[name], 0),) * 3, protocol=4)
+    with pytest.raises(StageError, match="unsafe or broken pickle: refused"):
         fetch.arrays_from_pickle(payload)
     assert not marker.exists()
+
+
+def test_the_unpickler_still_reads_numpy_arrays_of_every_plain_dtype() -> None:
+    arrays = [np.arange(6, dtype=dtype).reshape(2, 3) for dtype in ("u1", "i8", "f4", "f8")]
+    loaded = fetch.load_numpy_pickle(pickle.dumps(arrays, protocol=4))
+    for original, copy in zip(arrays, loaded, strict=True):
+        np.testing.assert_array_equal(original, copy)
+        assert original.dtype == copy.dtype
 
 
 def wheel_with(members: dict[str, bytes]) -> bytes:

@@ -1,10 +1,12 @@
 """params.yaml is validated into typed objects; a bad value fails early and names its key."""
 
+import json
+
 import pytest
 import yaml
 
 from stages.errors import StageError
-from stages.params import ParamsError, load_params, parse_params
+from stages.params import SCHEMA_FILE, ParamsError, load_params, parse_params, schema_text
 from tests.conftest import REPO, repo_params, set_key
 
 
@@ -12,7 +14,7 @@ def test_repo_params_are_valid() -> None:
     params = load_params(REPO / "params.yaml")
     assert set(params.models) == {"small", "wide_dropout", "wide"}
     small = params.model("small")
-    assert small.hidden_units == (28, 28)
+    assert small.hidden_units == [28, 28]
     assert (small.batch_size, small.epochs, small.layout) == (64, 120, "rows")
     assert params.model("wide_dropout").dropout == 0.2
     assert params.model("wide").dropout == 0.0
@@ -33,6 +35,10 @@ def test_repo_params_are_valid() -> None:
         ("models.wide.hidden_units", []),
         ("models.wide.hidden_units", [512, 0]),
         ("models.wide.layout", "columns"),
+        ("models.wide.weight_decay", -0.01),
+        ("models.wide.weight_decay", "0.1"),
+        ("models.wide.label_smoothing", 1.0),
+        ("models.wide.label_smoothing", -0.1),
         ("split.validation_size", 0),
         ("split.validation_size", 5),
         ("split.validation_size", 59991),
@@ -101,7 +107,7 @@ def test_new_variant_needs_only_params(tmp_path) -> None:
     raw["models"]["medium"] = dict(raw["models"]["wide"], hidden_units=[128, 128])
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
-    assert load_params(path).model("medium").hidden_units == (128, 128)
+    assert load_params(path).model("medium").hidden_units == [128, 128]
 
 
 def test_missing_and_invalid_yaml(tmp_path) -> None:
@@ -111,3 +117,17 @@ def test_missing_and_invalid_yaml(tmp_path) -> None:
     broken.write_text("models: [unclosed\n")
     with pytest.raises(StageError, match="not valid YAML"):
         load_params(broken)
+
+
+def test_committed_schema_matches_the_models() -> None:
+    assert (REPO / SCHEMA_FILE).read_text() == schema_text()
+    first_line = (REPO / "params.yaml").read_text().splitlines()[0]
+    assert first_line == f"# yaml-language-server: $schema={SCHEMA_FILE}"
+
+
+def test_schema_accepts_the_repo_params_and_refuses_a_typo() -> None:
+    schema = json.loads(schema_text())
+    variant = schema["$defs"]["ModelParams"]
+    assert variant["additionalProperties"] is False
+    assert "name" not in variant["properties"]
+    assert set(variant["required"]) == set(repo_params()["models"]["wide"])

@@ -37,8 +37,7 @@ def test_each_variant_writes_sane_metrics_and_plots(project: Path, variant: str)
     assert result["params"] == PARAM_COUNTS[variant]
     assert result["training"]["epochs"] == epochs
     assert 1 <= result["validation"]["best_epoch"] <= epochs
-    assert result["training"]["seconds"] > 0
-    assert result["training"]["samples_per_second"] > 0
+    assert set(result) == {"test", "macro", "per_class", "validation", "training", "params"}
     assert sorted(result["per_class"]) == ["f1", "precision", "recall"]
     assert all(len(values) == 10 for values in result["per_class"].values())
     assert 0.8 < result["macro"]["f1"] <= 1.0
@@ -58,6 +57,18 @@ def test_each_variant_writes_sane_metrics_and_plots(project: Path, variant: str)
     for image in ("accuracy.png", "misclassified.png"):
         assert (project / "plots" / variant / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (project / "models" / f"{variant}.keras").stat().st_size > 0
+
+    record = json.loads((project / "history" / f"{variant}.json").read_text())
+    assert record["validation"] == result["validation"]
+    assert record["epochs"] == epochs
+    assert record["timing"]["seconds"] == pytest.approx(
+        sum(float(r["seconds"]) for r in history), abs=0.01
+    )
+    assert record["timing"]["samples_per_second"] > 0
+    environment = record["environment"]
+    assert environment["op_determinism"] is True
+    assert environment["cores"] >= 1 and environment["threads"] >= 1
+    assert environment["keras"].startswith("3.")
 
 
 def test_one_epoch_of_the_small_model_beats_90_percent(project: Path) -> None:

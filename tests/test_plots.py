@@ -16,6 +16,9 @@ from playwright.sync_api import sync_playwright
 from tests.conftest import REPO, dvc, repo_params, run
 
 VARIANTS = tuple(repo_params()["models"])
+# Validation accuracy and loss per epoch, test accuracy over seeds, a confusion matrix a variant.
+CHARTS = 3 + len(VARIANTS)
+PICTURES = ("val_accuracy.png", "val_loss.png", "confusion_wide.png", "seeds.png")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -91,16 +94,16 @@ def test_plots_show_renders_every_chart_and_image_in_chromium_offline(
     page = tmp_path / "show" / "index.html"
     assert not re.search(r"<script[^>]*\bsrc=", page.read_text())
 
-    state = render_in_chromium(page, expected_charts=2 + len(VARIANTS), workdir=tmp_path)
+    state = render_in_chromium(page, expected_charts=CHARTS, workdir=tmp_path)
 
-    assert_rendered_offline(state, charts=2 + len(VARIANTS), images=2 * len(VARIANTS))
+    assert_rendered_offline(state, charts=CHARTS, images=2 * len(VARIANTS))
     width, height = png_size(tmp_path / "screenshot.png")
     assert width > 600 and height > 1000
 
 
 def test_docs_render_writes_the_readme_pictures(tiny_copy: Path) -> None:
     run([sys.executable, "-m", "docs.render"], cwd=tiny_copy)
-    for name in ("val_accuracy.png", "val_loss.png", "confusion_wide.png"):
+    for name in PICTURES:
         width, height = png_size(tiny_copy / "docs" / name)
         assert width > 300 and height > 300
 
@@ -116,6 +119,11 @@ def test_two_experiments_compared_with_dvc(tiny_copy: Path, tmp_path: Path) -> N
 
     shown = dvc("exp", "show", "--csv", cwd=tiny_copy).stdout
     assert "wide-drop10" in shown and "wide-drop30" in shown
+    changed = dvc("exp", "show", "--only-changed", "--csv", cwd=tiny_copy).stdout
+    header = changed.splitlines()[0].split(",")
+    assert "models.wide.dropout" in header and "models.small.epochs" not in header
+    params_diff = dvc("params", "diff", "wide-drop10", "wide-drop30", cwd=tiny_copy).stdout
+    assert re.search(r"models\.wide\.dropout\s+0\.1\s+0\.3", params_diff)
 
     exp_diff = dvc("exp", "diff", "wide-drop10", "wide-drop30", cwd=tiny_copy).stdout
     assert re.search(r"models\.wide\.dropout\s+0\.1\s+0\.3", exp_diff)
@@ -127,12 +135,25 @@ def test_two_experiments_compared_with_dvc(tiny_copy: Path, tmp_path: Path) -> N
     page = tmp_path / "diff" / "index.html"
     html = page.read_text()
     assert '"rev": "wide-drop10"' in html and '"rev": "wide-drop30"' in html
-    state = render_in_chromium(page, expected_charts=2 + len(VARIANTS), workdir=tmp_path)
-    assert_rendered_offline(state, charts=2 + len(VARIANTS), images=4 * len(VARIANTS))
+    state = render_in_chromium(page, expected_charts=CHARTS, workdir=tmp_path)
+    assert_rendered_offline(state, charts=CHARTS, images=4 * len(VARIANTS))
 
 
 def test_repo_readme_shows_the_docs_pictures() -> None:
     readme = (REPO / "README.md").read_text()
-    for name in ("val_accuracy.png", "val_loss.png", "confusion_wide.png"):
+    for name in PICTURES:
         assert f"](docs/{name})" in readme
         assert png_size(REPO / "docs" / name)[0] > 300
+
+
+def test_a_fresh_clone_shows_the_committed_results_after_install(tmp_path: Path) -> None:
+    """What `make install` does after `git clone`: the page template, then `dvc plots show`."""
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(REPO), str(clone)], cwd=tmp_path)
+    dvc("repro", "plots_template", cwd=clone)
+    assert run(["git", "status", "--porcelain"], cwd=clone).stdout == ""
+    dvc("plots", "show", "-o", str(tmp_path / "show"), cwd=clone)
+    html = (tmp_path / "show" / "index.html").read_text()
+    assert "Test accuracy over seeds" in html and '"variant": "wide_dropout"' in html
+    shown = dvc("metrics", "show", cwd=clone).stdout
+    assert all(f"metrics/{variant}.json" in shown for variant in VARIANTS)

@@ -1,35 +1,79 @@
 """The report: its table from metrics, the long history for DVC plots, and the README's copy."""
 
-import json
+import re
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stages.errors import StageError
 from stages.params import load_params
-from stages.report import history_csv, readme_block, summary_table, update_readme
-from tests.conftest import REPO, run
+from stages.report import (
+    history_csv,
+    mcnemar,
+    mean_difference,
+    recipe,
+    seed_accuracies,
+    summary_table,
+    update_readme,
+)
+from tests.conftest import REPO, run_stage
 
 
-def test_summary_table_compares_with_the_2016_figure() -> None:
+def test_summary_table_puts_the_run_beside_the_seed_study_and_2016() -> None:
     metrics = {
         "small": {
             "test": {"accuracy": 0.9671},
             "params": 9474,
             "validation": {"best_epoch": 40},
-            "training": {"epochs": 120, "seconds": 150.4},
+            "training": {"epochs": 120},
         },
         "new": {
             "test": {"accuracy": 0.9},
             "params": 10,
             "validation": {"best_epoch": 1},
-            "training": {"epochs": 2, "seconds": 3.0},
+            "training": {"epochs": 2},
         },
     }
-    table = summary_table(metrics, {"small": 0.965})
+    training = {"small": {"timing": {"seconds": 150.4}}, "new": {"timing": {"seconds": 3.0}}}
+    seeds = {"small": [0.966, 0.968, 0.970], "new": []}
+    table = summary_table(metrics, training, seeds, {"small": 0.965})
     rows = table.splitlines()
-    assert rows[2] == "| small | 9,474 | 96.71 % | 96.50 % | +0.21 pp | 40 | 120 | 150 s |"
-    assert rows[3] == "| new | 10 | 90.00 % | – | – | 1 | 2 | 3 s |"
+    assert rows[2] == (
+        "| small | 9,474 | 96.71 % | 3 | 96.80 ± 0.20 % | 96.60 – 97.00 % | 96.50 % | +0.30 pp "
+        "| 40 | 120 | 150 s |"
+    )
+    assert rows[3] == "| new | 10 | 90.00 % | – | – | – | – | – | 1 | 2 | 3 s |"
+
+
+def test_seed_accuracies_keep_only_runs_of_the_current_recipe() -> None:
+    params = load_params(REPO / "params.yaml")
+    current = recipe(params.model("wide"))
+    records = [
+        {"variant": "wide", "recipe": current, "test_accuracy": 0.985},
+        {"variant": "wide", "recipe": current.replace("0.001", "0.002"), "test_accuracy": 0.97},
+        {"variant": "small", "recipe": current, "test_accuracy": 0.96},
+    ]
+    assert seed_accuracies(records, "wide", current) == [0.985]
+
+
+def test_mcnemar_counts_discordant_digits_and_gives_the_exact_p_value() -> None:
+    correct_a = np.array([True] * 8 + [False] * 2 + [True] * 90)
+    correct_b = np.array([False] * 8 + [True] * 2 + [True] * 90)
+    only_a, only_b, p_value = mcnemar(correct_a, correct_b)
+    assert (only_a, only_b) == (8, 2)
+    # Two-sided exact binomial test of 8 of 10 at p = 0.5: 2 * (45 + 10 + 1) / 1024.
+    assert p_value == pytest.approx(112 / 1024)
+    assert mcnemar(correct_a, correct_a) == (0, 0, 1.0)
+
+
+def test_mean_difference_is_the_difference_of_means_with_its_standard_error() -> None:
+    # Means 0.98 and 0.97, std 0.0115 each over 4 seeds: s.e. sqrt(2 * 0.0115^2 / 4) = 0.0082.
+    a = [0.97, 0.99, 0.97, 0.99]
+    b = [0.96, 0.98, 0.96, 0.98]
+    assert mean_difference(a, b) == "+1.00 ± 0.82 pp"
+    assert mean_difference(a, [0.97]) == "–"
 
 
 def test_history_csv_has_one_row_per_variant_and_epoch() -> None:
@@ -47,25 +91,34 @@ def test_history_csv_has_one_row_per_variant_and_epoch() -> None:
 def test_update_readme_replaces_only_the_marked_block(tmp_path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\nrest\n")
-    update_readme(readme, "| new |\n")
+    update_readme(readme, "| new |\n", "results")
     assert (
         readme.read_text() == "intro\n<!-- results:start -->\n| new |\n<!-- results:end -->\nrest\n"
     )
     readme.write_text("no markers")
     with pytest.raises(StageError, match="no <!-- results:start -->"):
-        update_readme(readme, "| new |\n")
+        update_readme(readme, "| new |\n", "results")
 
 
-def committed(path: str) -> str:
-    """The file as committed at HEAD: a local `make repro` rewrites timings in the workspace."""
-    return run(["git", "show", f"HEAD:{path}"], cwd=REPO).stdout
+def test_readme_tables_are_generated_from_the_committed_results(tmp_path: Path) -> None:
+    """The report stage, run on the committed results, rewrites the README and summary as is.
+
+    It reads HEAD, not the workspace: a local `make repro` rewrites timings there.
+    """
+    inputs = ["params.yaml", "README.md", "metrics", "history", "plots", "reports"]
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", "HEAD", *inputs], cwd=REPO, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
+    committed_readme = (tmp_path / "README.md").read_text()
+    committed_summary = (tmp_path / "reports/summary.md").read_text()
+    run_stage("report", "--readme", "README.md", cwd=tmp_path)
+    assert (tmp_path / "README.md").read_text() == committed_readme
+    assert (tmp_path / "reports/summary.md").read_text() == committed_summary
 
 
-def test_readme_table_is_generated_from_the_committed_metrics() -> None:
-    params = load_params(REPO / "params.yaml")
-    metrics = {
-        variant: json.loads(committed(f"metrics/{variant}.json")) for variant in params.models
-    }
-    table = summary_table(metrics, params.report.reference_accuracy)
-    assert readme_block("results").search(committed("README.md"))[2] == table
-    assert committed("reports/summary.md").endswith(table)
+def test_readme_is_a_front_door_of_at_most_300_lines() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 300
+    for linked in re.findall(r"\]\((docs/[\w.]+)\)", readme):
+        assert (REPO / linked).exists(), linked

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages import data
+from stages import dataset, files, mnist, paths
 from stages.errors import StageError
 from tests.conftest import assert_fails_cleanly, run_stage, write_params
 
@@ -16,11 +16,11 @@ RNG = np.random.default_rng(1)
 @pytest.fixture
 def raw_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project folder whose raw file has MNIST's exact shapes and class counts (random pixels)."""
-    labels_train = np.repeat(np.arange(10, dtype=np.uint8), data.TRAIN_CLASS_COUNTS)
-    labels_test = np.repeat(np.arange(10, dtype=np.uint8), data.TEST_CLASS_COUNTS)
+    labels_train = np.repeat(np.arange(10, dtype=np.uint8), mnist.TRAIN_CLASS_COUNTS)
+    labels_test = np.repeat(np.arange(10, dtype=np.uint8), mnist.TEST_CLASS_COUNTS)
     monkeypatch.chdir(tmp_path)
-    data.save_arrays(
-        data.RAW_FILE,
+    files.save_arrays(
+        paths.RAW_FILE,
         x_train=RNG.integers(0, 256, (60000, 28, 28), dtype=np.uint8),
         y_train=RNG.permutation(labels_train),
         x_test=RNG.integers(0, 256, (10000, 28, 28), dtype=np.uint8),
@@ -32,34 +32,34 @@ def raw_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def split_arrays(project: Path) -> dict[str, np.ndarray]:
     run_stage("split", cwd=project)
-    return {name: np.load(project / data.split_file(name))["y"] for name in data.SPLITS}
+    return {name: np.load(project / paths.split_file(name))["y"] for name in paths.SPLITS}
 
 
 def test_split_sizes_and_stratification(raw_project: Path) -> None:
     labels = split_arrays(raw_project)
-    assert [labels[name].size for name in data.SPLITS] == [50000, 10000, 10000]
+    assert [labels[name].size for name in paths.SPLITS] == [50000, 10000, 10000]
     train_share = np.bincount(labels["train"]) / 50000
     validation_share = np.bincount(labels["validation"]) / 10000
     np.testing.assert_allclose(train_share, validation_share, atol=2e-4)
     counts = np.bincount(labels["train"]) + np.bincount(labels["validation"])
-    assert counts.tolist() == list(data.TRAIN_CLASS_COUNTS)
+    assert counts.tolist() == list(mnist.TRAIN_CLASS_COUNTS)
 
 
 def test_manifest_matches_and_detects_tampering(raw_project: Path) -> None:
     split_arrays(raw_project)
-    manifest = json.loads((raw_project / data.MANIFEST_FILE).read_text())
+    manifest = json.loads((raw_project / paths.MANIFEST_FILE).read_text())
     assert manifest["validation"]["size"] == 10000
-    images, labels = data.load_split("validation")
+    images, labels = dataset.load_split("validation")
     assert labels.size == 10000
-    data.save_arrays(data.split_file("validation"), x=images, y=np.roll(labels, 1))
+    files.save_arrays(paths.split_file("validation"), x=images, y=np.roll(labels, 1))
     with pytest.raises(StageError, match="does not match"):
-        data.load_split("validation")
+        dataset.load_split("validation")
 
 
 def test_same_seed_same_split_other_seed_differs(raw_project: Path) -> None:
     first = split_arrays(raw_project)
     again = split_arrays(raw_project)
-    for name in data.SPLITS:
+    for name in paths.SPLITS:
         np.testing.assert_array_equal(first[name], again[name])
     write_params(raw_project, {"split.seed": 7})
     other = split_arrays(raw_project)
@@ -70,3 +70,24 @@ def test_missing_raw_file_names_the_stage_to_run(tmp_path: Path) -> None:
     write_params(tmp_path, {})
     result = run_stage("split", cwd=tmp_path, check=False)
     assert_fails_cleanly(result, "data/raw/mnist.npz is missing", "dvc repro fetch")
+
+
+def test_test_split_is_the_official_test_set_and_train_validation_partition_the_rest(
+    raw_project: Path,
+) -> None:
+    run_stage("split", cwd=raw_project)
+    with np.load(raw_project / paths.RAW_FILE) as raw:
+        raw_arrays = {name: raw[name] for name in raw.files}
+    parts = {}
+    for name in paths.SPLITS:
+        with np.load(raw_project / paths.split_file(name)) as split:
+            parts[name] = (split["x"], split["y"])
+    np.testing.assert_array_equal(parts["test"][0], raw_arrays["x_test"])
+    np.testing.assert_array_equal(parts["test"][1], raw_arrays["y_test"])
+
+    def rows(images: np.ndarray) -> set[bytes]:
+        return {image.tobytes() for image in images}
+
+    train, validation = rows(parts["train"][0]), rows(parts["validation"][0])
+    assert not train & validation
+    assert train | validation == rows(raw_arrays["x_train"])

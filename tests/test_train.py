@@ -1,0 +1,103 @@
+"""The train stage's code path on real MNIST: what it saves, and what must not change weights."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from stages.models import learning_rate
+from stages.params import load_params
+from stages.train import fit_variant
+from tests.conftest import REPO
+
+PARAMS = load_params(REPO / "params.yaml")
+SAMPLES = 2048
+
+
+@pytest.fixture(scope="module")
+def data(split_project: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The first 2,048 training and validation digits of the real split."""
+    arrays = {}
+    for name in ("train", "validation"):
+        with np.load(split_project / "data" / "split" / f"{name}.npz") as archive:
+            arrays[name] = (archive["x"][:SAMPLES], archive["y"][:SAMPLES])
+    return arrays
+
+
+def fit(data: dict, folder: Path, epochs: int = 1, callbacks=(), **train) -> keras.Model:
+    """fit_variant on the `wide` variant; returns the model as the checkpoint saved it."""
+    model_params = PARAMS.model("wide").model_copy(update={"epochs": epochs})
+    train_params = PARAMS.train.model_copy(update=train)
+    folder.mkdir(parents=True, exist_ok=True)
+    model_path, history_path = folder / "model.keras", folder / "history.csv"
+    fit_variant(
+        model_params,
+        train_params,
+        data["train"],
+        data["validation"],
+        model_path,
+        history_path,
+        verbose=0,
+        extra_callbacks=callbacks,
+    )
+    return keras.models.load_model(model_path, safe_mode=True)
+
+
+class ForgetAfterFirstEpoch(keras.callbacks.Callback):
+    """Keeps epoch 1's validation predictions, then zeroes the weights: later epochs are worse."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        super().__init__()
+        self.images = images
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch == 0:
+            self.first = self.model.predict(self.images, verbose=0)
+            for weight in self.model.weights:
+                weight.assign(np.zeros(weight.shape, dtype=weight.dtype))
+
+
+def test_checkpoint_keeps_the_best_epoch_not_the_last(data: dict, tmp_path: Path) -> None:
+    images = data["validation"][0].astype(np.float32) / 255.0
+    sabotage = ForgetAfterFirstEpoch(images)
+    saved = fit(data, tmp_path, epochs=3, callbacks=[sabotage])
+    history = np.genfromtxt(tmp_path / "history.csv", delimiter=",", names=True)
+    assert history["val_accuracy"][0] > 0.8 > max(history["val_accuracy"][1:])
+    np.testing.assert_array_equal(saved.predict(images, verbose=0), sabotage.first)
+
+
+def weights(model: keras.Model) -> list[np.ndarray]:
+    return [np.asarray(weight) for weight in model.weights]
+
+
+@pytest.mark.parametrize(
+    "change", [{"steps_per_execution": 1}, {"validation_batch_size": 100}], ids=str
+)
+def test_speed_settings_leave_the_weights_unchanged(
+    data: dict, tmp_path: Path, change: dict
+) -> None:
+    reference = weights(fit(data, tmp_path / "reference"))
+    changed = weights(fit(data, tmp_path / "changed", **change))
+    assert len(reference) == len(changed) == 6
+    for first, second in zip(reference, changed, strict=True):
+        np.testing.assert_array_equal(first, second)
+
+
+def test_another_seed_gives_other_weights(data: dict, tmp_path: Path) -> None:
+    """The control for the test above: the comparison does see a real difference."""
+    reference = weights(fit(data, tmp_path / "reference"))
+    other = weights(fit(data, tmp_path / "other", seed=PARAMS.train.seed + 1))
+    assert not np.array_equal(reference[0], other[0])
+
+
+def test_cosine_schedule_decays_from_the_rate_to_zero_over_all_steps() -> None:
+    params = PARAMS.model("wide").model_copy(update={"lr_schedule": "cosine", "epochs": 4})
+    schedule = learning_rate(params, steps_per_epoch=100)
+    rate = params.learning_rate
+    assert float(schedule(0)) == pytest.approx(rate)
+    assert float(schedule(200)) == pytest.approx(rate / 2)  # half way: (1 + cos(pi / 2)) / 2
+    assert float(schedule(100)) == pytest.approx(rate * (1 + np.cos(np.pi / 4)) / 2)
+    assert float(schedule(400)) == pytest.approx(0, abs=1e-12)
+    constant = params.model_copy(update={"lr_schedule": "constant"})
+    assert learning_rate(constant, steps_per_epoch=100) == rate
