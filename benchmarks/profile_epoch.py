@@ -2,7 +2,7 @@
 
     python -m benchmarks.profile_epoch [--quick] [--epochs N] [--variants small wide ...]
 
-For each variant, in a fresh process, it runs `stages.train.fit_variant` (the train stage's
+For each variant, in a fresh process, it runs `stages.training.fit_variant` (the train stage's
 code path, validation included) for a warm-up epoch and then a few epochs under TensorFlow's
 profiler, and sums the self time of every op type over those, per epoch. Ops run on several
 threads in parallel, so the op times add up to more than the epoch's wall time; the shares say
@@ -54,7 +54,7 @@ def profile(variant: str, epochs: int, limit: int | None) -> dict:
     import tensorflow as tf
 
     from stages.dataset import load_split
-    from stages.train import fit_variant
+    from stages.training import fit_variant
 
     class ProfileAfterWarmUp(keras.callbacks.Callback):
         def __init__(self, log_dir: str) -> None:

@@ -3,7 +3,7 @@
     python -m benchmarks.train_speed [--quick] [--rounds N] [--variants small wide ...]
 
 For each variant, on the real split, it times epochs after a warm-up epoch of
-(a) `stages.train.fit_variant`, exactly as the train stage runs it, and
+(a) `stages.training.fit_variant`, exactly as the train stage runs it, and
 (b) the same model compiled with Keras defaults and fitted with `model.fit(x, y, batch_size,
 epochs, validation_data)`, as the 2016 scripts did.
 Each measurement runs in a fresh process, in rounds that alternate which path goes first, so
@@ -64,7 +64,7 @@ def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> di
     """Seconds of each timed epoch (the warm-up epoch dropped) for one variant and code path."""
     from stages.dataset import load_split
     from stages.models import OPTIMIZERS, build_model, scale
-    from stages.train import EpochTimer, fit_variant
+    from stages.training import EpochTimer, fit_variant
 
     params = load_params()
     if params.train.strategy != "default":

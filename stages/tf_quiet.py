@@ -1,4 +1,4 @@
-"""Import TensorFlow without its C++ start-up lines: train and evaluate import this first.
+"""Import TensorFlow without its C++ start-up lines: training and evaluation import this first.
 
 On a CPU machine TensorFlow prints oneDNN, CUDA and absl notices while it imports, and `E`
 lines for the missing CUDA driver later; none asks anything of the user. Unless you set

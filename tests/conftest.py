@@ -126,6 +126,12 @@ def split_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+@pytest.fixture
+def split_copy(split_project: Path, tmp_path: Path) -> Path:
+    """A private copy of `split_project`, for tests that train or change files in it."""
+    return Path(shutil.copytree(split_project, tmp_path / "project", symlinks=True))
+
+
 TINY_SETTINGS = {
     "fetch.source": "mirror",
     "models.small.epochs": 1,

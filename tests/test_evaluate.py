@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from stages.evaluate import classification_metrics
+from stages.evaluation import classification_metrics
 
 # Five digits of classes 0, 0, 1, 1, 2; the model predicts 0, 1, 1, 1, 0.
 ACTUAL = np.array([0, 0, 1, 1, 2])

@@ -15,7 +15,7 @@ import yaml
 
 from stages import errors
 from stages.errors import run_stage
-from stages.train import StopOnCtrlC
+from stages.training import StopOnCtrlC
 from tests.conftest import (
     SPLIT_SETTINGS,
     assert_fails_cleanly,
@@ -59,17 +59,17 @@ def final_outputs(project: Path) -> list[Path]:
     ]
 
 
-def test_sigkill_leaves_nothing_and_the_next_repro_starts_cleanly(split_project: Path) -> None:
-    process = start_training(split_project, epochs=50)
-    wait_for_checkpoint(split_project, process)
+def test_sigkill_leaves_nothing_and_the_next_repro_starts_cleanly(split_copy: Path) -> None:
+    process = start_training(split_copy, epochs=50)
+    wait_for_checkpoint(split_copy, process)
     process.kill()
     process.wait()
-    assert final_outputs(split_project) == []
+    assert final_outputs(split_copy) == []
 
-    write_params(split_project, SPLIT_SETTINGS)
-    dvc("repro", "train@small", cwd=split_project)
-    assert len(final_outputs(split_project)) == 3
-    leftovers = list(split_project.glob("*/.tmp-*"))
+    write_params(split_copy, SPLIT_SETTINGS)
+    dvc("repro", "train@small", cwd=split_copy)
+    assert len(final_outputs(split_copy)) == 3
+    leftovers = list(split_copy.glob("*/.tmp-*"))
     assert leftovers == []
 
 
@@ -83,18 +83,16 @@ def ctrl_c_enabled() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("ctrl_c_enabled")
-def test_ctrl_c_exits_promptly_with_one_line(split_project: Path) -> None:
-    for path in final_outputs(split_project):
-        path.unlink()
-    process = start_training(split_project, epochs=50)
-    wait_for_checkpoint(split_project, process)
+def test_ctrl_c_exits_promptly_with_one_line(split_copy: Path) -> None:
+    process = start_training(split_copy, epochs=50)
+    wait_for_checkpoint(split_copy, process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith("interrupted")
-    assert final_outputs(split_project) == []
-    assert list(split_project.glob("*/.tmp-*")) == []
+    assert final_outputs(split_copy) == []
+    assert list(split_copy.glob("*/.tmp-*")) == []
 
 
 @pytest.mark.usefixtures("ctrl_c_enabled")
@@ -158,22 +156,20 @@ def evaluate_small(project: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def trained_small(split_project: Path) -> Iterator[Path]:
-    """split_project with a one-epoch small model; its outputs are removed afterwards."""
-    write_params(split_project, SPLIT_SETTINGS)
-    dvc("repro", "train@small", cwd=split_project)
-    yield split_project
-    for path in (*final_outputs(split_project), split_project / "metrics" / "small.json"):
-        path.unlink(missing_ok=True)
+def trained_small(split_copy: Path) -> Path:
+    """A copy of split_project with a one-epoch small model."""
+    dvc("repro", "train@small", cwd=split_copy)
+    return split_copy
 
 
 def test_evaluate_refuses_a_model_with_a_lambda_layer(trained_small: Path) -> None:
+    """A model that would evaluate fine if loaded: only safe mode stops it."""
     model = keras.Sequential(
         [
             keras.Input((28, 28)),
             keras.layers.Lambda(lambda x: x * 2),
             keras.layers.Flatten(),
-            keras.layers.Dense(10),
+            keras.layers.Dense(10, activation="softmax"),
         ]
     )
     model.save(trained_small / "models" / "small.keras")

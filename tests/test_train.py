@@ -6,9 +6,10 @@ import keras
 import numpy as np
 import pytest
 
+from stages.environment import environment
 from stages.models import learning_rate
 from stages.params import load_params
-from stages.train import fit_variant
+from stages.training import fit_variant
 from tests.conftest import REPO
 
 PARAMS = load_params(REPO / "params.yaml")
@@ -101,3 +102,8 @@ def test_cosine_schedule_decays_from_the_rate_to_zero_over_all_steps() -> None:
     assert float(schedule(400)) == pytest.approx(0, abs=1e-12)
     constant = params.model_copy(update={"lr_schedule": "constant"})
     assert learning_rate(constant, steps_per_epoch=100) == rate
+
+
+def test_fit_turns_op_determinism_on(data: dict, tmp_path: Path) -> None:
+    fit(data, tmp_path)
+    assert environment(threads=0)["op_determinism"] is True

@@ -1,0 +1,153 @@
+"""Training one variant: the train stage's work, once its params are known to be good."""
+
+import stages.tf_quiet  # noqa: F401  (before anything imports TensorFlow)
+
+# isort: split
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from stages.dataset import load_split
+from stages.environment import environment
+from stages.errors import raise_if_interrupted
+from stages.files import atomic_output, json_text
+from stages.keras_file import canonicalize
+from stages.models import build_model, compile_model, one_hot, scale
+from stages.params import ModelParams, Params, TrainParams
+from stages.paths import history_file, model_file, training_file
+
+
+def configure_tensorflow(params: TrainParams) -> None:
+    """Seed every generator, make TensorFlow's ops deterministic and set its thread count."""
+    keras.utils.set_random_seed(params.seed)
+    tf.config.experimental.enable_op_determinism()
+    if params.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(params.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(params.threads)
+
+
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """The `train.strategy` param as a tf.distribute strategy; batch sizes stay global under all.
+
+    `mirrored` replicates over every local GPU, or over the logical CPU devices when there is no
+    GPU; `multi_worker` reads the cluster from the TF_CONFIG environment variable.
+    """
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds the epoch's wall-clock `seconds` to the logs; list it before CSVLogger."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        logs["seconds"] = time.perf_counter() - self.started
+
+
+class StopOnCtrlC(keras.callbacks.Callback):
+    """Ends training at the epoch's end if a Ctrl-C was swallowed; list it after the checkpoint."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        raise_if_interrupted()
+
+
+def fit_variant(
+    model_params: ModelParams,
+    train_params: TrainParams,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    model_path: Path,
+    history_path: Path,
+    verbose: int,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> keras.callbacks.History:
+    """Build, compile and fit one variant: the train stage's code path, also timed by benchmarks/.
+
+    The model with the best validation accuracy goes to `model_path`, the history to
+    `history_path`. `extra_callbacks` (the benchmarks' probes) run after the stage's own.
+    """
+    configure_tensorflow(train_params)
+    strategy = distribution_strategy(train_params.strategy)
+    with strategy.scope():
+        model = build_model(model_params)
+        steps_per_epoch = math.ceil(len(train[1]) / model_params.batch_size)
+        compile_model(model, model_params, steps_per_epoch, train_params.steps_per_execution)
+    if verbose:
+        model.summary()
+        print(f"{train_params.strategy} strategy: {strategy.num_replicas_in_sync} replica(s)")
+    return model.fit(
+        scale(train[0]),
+        one_hot(train[1]),
+        batch_size=model_params.batch_size,
+        epochs=model_params.epochs,
+        validation_data=(scale(validation[0]), one_hot(validation[1])),
+        validation_batch_size=train_params.validation_batch_size,
+        callbacks=[
+            EpochTimer(),
+            keras.callbacks.CSVLogger(str(history_path)),
+            keras.callbacks.ModelCheckpoint(
+                str(model_path), monitor="val_accuracy", mode="max", save_best_only=True
+            ),
+            StopOnCtrlC(),
+            *extra_callbacks,
+        ],
+        verbose=verbose,
+    )
+
+
+def training_record(history: dict[str, list[float]], train_size: int, threads: int) -> dict:
+    """What training knows: the epoch ModelCheckpoint kept, epochs run, speed and environment."""
+    val_accuracy = history["val_accuracy"]
+    best = int(np.argmax(val_accuracy))
+    seconds = sum(history["seconds"])
+    return {
+        "validation": {"best_accuracy": float(val_accuracy[best]), "best_epoch": best + 1},
+        "epochs": len(val_accuracy),
+        "timing": {
+            "seconds": round(seconds, 2),
+            "samples_per_second": round(len(val_accuracy) * train_size / seconds, 1),
+        },
+        "environment": environment(threads),
+    }
+
+
+def train(variant: str, params: Params) -> None:
+    """Fit the variant, keeping the epoch with the best validation accuracy, and record it."""
+    model_params = params.model(variant)
+    train_set = load_split("train")
+    validation_set = load_split("validation")
+    with (
+        atomic_output(model_file(variant)) as model_temporary,
+        atomic_output(history_file(variant)) as history_temporary,
+        atomic_output(training_file(variant)) as record_temporary,
+    ):
+        history = fit_variant(
+            model_params,
+            params.train,
+            train_set,
+            validation_set,
+            model_temporary,
+            history_temporary,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        canonicalize(model_temporary)
+        record = training_record(history.history, len(train_set[1]), params.train.threads)
+        record_temporary.write_text(json_text(record))
+    best = record["validation"]
+    print(
+        f"{variant}: best validation accuracy {best['best_accuracy']:.4f} at epoch "
+        f"{best['best_epoch']} of {record['epochs']}; {record['timing']['seconds']:.1f} s; "
+        f"saved {model_file(variant)}"
+    )

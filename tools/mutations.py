@@ -1,0 +1,182 @@
+"""Mutation check: break one behaviour at a time in a scratch copy; do the tests catch it?
+
+    python -m tools.mutations [--only NAME ...]
+
+Each mutation replaces one exact piece of the code (it must occur once) in a fresh copy of
+the working tree and runs only the tests that should catch it. The unmodified copy must pass
+those tests first. Prints `caught` or `survived` per mutation; exits non-zero if any survived.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+CODE = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS = (
+    Mutation(
+        "unpickler hands out any numpy callable",
+        "stages/fetch.py",
+        '        raise pickle.UnpicklingError(f"refused to load {module}.{name}")',
+        '        if module.startswith("numpy"):\n'
+        "            return super().find_class(module, name)\n"
+        '        raise pickle.UnpicklingError(f"refused to load {module}.{name}")',
+        ("tests/test_fetch.py::test_hostile_pickle_is_refused_without_side_effects",),
+    ),
+    Mutation(
+        "unpickler accepts object arrays",
+        "stages/fetch.py",
+        "    if dtype.hasobject:",
+        "    if False:",
+        ("tests/test_fetch.py::test_hostile_pickle_is_refused_without_side_effects",),
+    ),
+    Mutation(
+        "test split written from the validation rows",
+        "stages/split.py",
+        '"test": (raw["x_test"], raw["y_test"]),',
+        '"test": (x_validation, y_validation),',
+        ("tests/test_split.py",),
+    ),
+    Mutation(
+        "checkpoint saves every epoch, not the best",
+        "stages/training.py",
+        "save_best_only=True",
+        "save_best_only=False",
+        ("tests/test_train.py::test_checkpoint_keeps_the_best_epoch_not_the_last",),
+    ),
+    Mutation(
+        "op determinism off",
+        "stages/training.py",
+        "    tf.config.experimental.enable_op_determinism()\n",
+        "",
+        ("tests/test_train.py::test_fit_turns_op_determinism_on",),
+    ),
+    Mutation(
+        "a stage started with Ctrl-C ignored stops ignoring it",
+        "stages/errors.py",
+        "    if previous_handler is signal.default_int_handler:",
+        "    if True:",
+        ("tests/test_faults.py::test_a_stage_started_with_ctrl_c_ignored_keeps_ignoring_it",),
+    ),
+    Mutation(
+        "train's own module dropped from its deps",
+        "dvc.yaml",
+        "        - stages/train.py\n",
+        "",
+        ("tests/test_dvc_yaml.py",),
+    ),
+    Mutation(
+        "precision and recall swapped",
+        "stages/evaluation.py",
+        "precision, recall, f1, _ = precision_recall_fscore_support(",
+        "recall, precision, f1, _ = precision_recall_fscore_support(",
+        ("tests/test_evaluate.py",),
+    ),
+    Mutation(
+        "models loaded without safe mode",
+        "stages/evaluation.py",
+        "safe_mode=True",
+        "safe_mode=False",
+        ("tests/test_faults.py::test_evaluate_refuses_a_model_with_a_lambda_layer",),
+    ),
+    Mutation(
+        "cosine decay over one epoch instead of all",
+        "stages/models.py",
+        "decay_steps=params.epochs * steps_per_epoch",
+        "decay_steps=steps_per_epoch",
+        ("tests/test_train.py::test_cosine_schedule_decays_from_the_rate_to_zero_over_all_steps",),
+    ),
+    Mutation(
+        "steps_per_execution changes the arithmetic",
+        "stages/training.py",
+        "        batch_size=model_params.batch_size,\n",
+        "        batch_size=model_params.batch_size * train_params.steps_per_execution // 32,\n",
+        ("tests/test_train.py::test_speed_settings_leave_the_weights_unchanged",),
+    ),
+    Mutation(
+        "canonical .keras keeps the save date",
+        "stages/keras_file.py",
+        '        metadata.pop("date_saved", None)\n',
+        "",
+        ("tests/test_keras_file.py",),
+    ),
+    Mutation(
+        "McNemar's test one-sided",
+        "stages/report.py",
+        "binomtest(only_a, discordant, 0.5)",
+        'binomtest(only_a, discordant, 0.5, alternative="greater")',
+        ("tests/test_report.py",),
+    ),
+)
+
+
+def copy_tree(destination: Path) -> None:
+    """The working tree as git sees it (tracked and untracked, not ignored), without outputs."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=CODE,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = CODE / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+
+
+def tests_pass(folder: Path, tests: tuple[str, ...]) -> bool:
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    return subprocess.run(command, cwd=folder, capture_output=True).returncode == 0
+
+
+def apply(mutation: Mutation, folder: Path) -> None:
+    path = folder / mutation.path
+    text = path.read_text()
+    if text.count(mutation.old) != 1:
+        raise SystemExit(f"{mutation.name}: the text to replace is not in {mutation.path} once")
+    path.write_text(text.replace(mutation.old, mutation.new))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", nargs="+", help="names (or parts of names) to run")
+    args = parser.parse_args()
+    chosen = [m for m in MUTATIONS if not args.only or any(o in m.name for o in args.only)]
+
+    survived = []
+    with tempfile.TemporaryDirectory(prefix="mutations-") as scratch:
+        pristine = Path(scratch) / "pristine"
+        copy_tree(pristine)
+        tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+        if not tests_pass(pristine, tests):
+            raise SystemExit("the unmodified code fails the chosen tests; fix that first")
+        for mutation in chosen:
+            folder = Path(scratch) / "mutant"
+            shutil.copytree(pristine, folder)
+            apply(mutation, folder)
+            caught = not tests_pass(folder, mutation.tests)
+            print(f"{'caught' if caught else 'SURVIVED'}: {mutation.name}", flush=True)
+            if not caught:
+                survived.append(mutation.name)
+            shutil.rmtree(folder)
+    print(f"{len(chosen) - len(survived)} of {len(chosen)} mutations caught")
+    sys.exit(1 if survived else 0)
+
+
+if __name__ == "__main__":
+    main()
