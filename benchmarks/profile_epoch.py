@@ -10,7 +10,6 @@ which ops dominate. Results go to benchmarks/results/profile_epoch.json.
 """
 
 import argparse
-import dataclasses
 import json
 import statistics
 import subprocess
@@ -69,7 +68,7 @@ def profile(variant: str, epochs: int, limit: int | None) -> dict:
             tf.profiler.experimental.stop()
 
     params = load_params()
-    model_params = dataclasses.replace(params.model(variant), epochs=1 + epochs)
+    model_params = params.model(variant).model_copy(update={"epochs": 1 + epochs})
     x_train, y_train = load_split("train")
     with tempfile.TemporaryDirectory() as folder:
         history = fit_variant(

@@ -14,7 +14,6 @@ to benchmarks/results/.
 """
 
 import argparse
-import dataclasses
 import json
 import math
 import statistics
@@ -69,7 +68,7 @@ def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> di
     params = load_params()
     if params.train.strategy != "default":
         raise SystemExit("train_speed compares one-device training: set train.strategy: default")
-    model_params = dataclasses.replace(params.model(variant), epochs=1 + timed_epochs)
+    model_params = params.model(variant).model_copy(update={"epochs": 1 + timed_epochs})
     x_train, y_train = load_split("train")
     validation = load_split("validation")
     train = (x_train[:limit], y_train[:limit])

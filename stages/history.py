@@ -10,10 +10,7 @@ HISTORY_COLUMNS = ("epoch", "accuracy", "loss", "val_accuracy", "val_loss", "sec
 
 
 def read_history(path: Path) -> np.ndarray:
-    """The per-epoch history CSV as a structured array, one record per epoch.
-
-    CSVLogger counts epochs from 0; the array counts them from 1, as Keras prints them.
-    """
+    """The per-epoch history CSV as a structured array, one record per epoch (from 1)."""
     hint = "run `dvc repro` to train that variant"
     if not path.exists():
         raise StageError(f"{path} is missing", hint)
@@ -26,5 +23,4 @@ def read_history(path: Path) -> np.ndarray:
         raise StageError(f"{path} lacks the columns {missing}", hint)
     if history.size == 0 or any(np.isnan(history[column]).any() for column in HISTORY_COLUMNS):
         raise StageError(f"{path} has no rows, or values that are not numbers", hint)
-    history["epoch"] += 1
     return history

@@ -56,6 +56,13 @@ class EpochTimer(keras.callbacks.Callback):
         logs["seconds"] = time.perf_counter() - self.started
 
 
+class CSVLoggerFromOne(keras.callbacks.CSVLogger):
+    """CSVLogger numbering epochs from 1, as Keras prints them and the training record counts."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        super().on_epoch_end(epoch + 1, logs)
+
+
 class StopOnCtrlC(keras.callbacks.Callback):
     """Ends training at the epoch's end if a Ctrl-C was swallowed; list it after the checkpoint."""
 
@@ -96,7 +103,7 @@ def fit_variant(
         validation_batch_size=train_params.validation_batch_size,
         callbacks=[
             EpochTimer(),
-            keras.callbacks.CSVLogger(str(history_path)),
+            CSVLoggerFromOne(str(history_path)),
             keras.callbacks.ModelCheckpoint(
                 str(model_path), monitor="val_accuracy", mode="max", save_best_only=True
             ),

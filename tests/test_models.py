@@ -58,7 +58,7 @@ def test_label_smoothing_and_weight_decay_reach_the_compiled_model() -> None:
 
 
 def test_no_weight_decay_leaves_the_optimizer_without_it() -> None:
-    params = PARAMS.model("small")
+    params = PARAMS.model("wide").model_copy(update={"weight_decay": 0.0})
     model = build_model(params)
     compile_model(model, params, steps_per_epoch=10, steps_per_execution=1)
     assert params.weight_decay == 0.0 and model.optimizer.weight_decay is None

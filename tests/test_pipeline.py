@@ -47,7 +47,7 @@ def test_each_variant_writes_sane_metrics_and_plots(project: Path, variant: str)
 
     with (project / "history" / f"{variant}.csv").open() as stream:
         history = list(csv.DictReader(stream))
-    assert len(history) == epochs
+    assert [int(row["epoch"]) for row in history] == list(range(1, epochs + 1))
     assert {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"} <= set(history[0])
 
     with (project / "plots" / variant / "predictions.csv").open() as stream:
@@ -91,8 +91,12 @@ def test_plots_show_writes_html_with_every_chart(project: Path) -> None:
     html = (project / "dvc_plots" / "index.html").read_text()
     assert "Validation accuracy per epoch" in html
     assert "Validation loss per epoch" in html
+    assert "Test accuracy over seeds" in html
+    seeds = json.loads((project / "reports" / "seeds.json").read_text())
     for variant in VARIANTS:
-        assert html.count(f'"variant": "{variant}"') == 2 * TINY[f"models.{variant}.epochs"]
+        studied = sum(record["variant"] == variant for record in seeds)
+        epochs = TINY[f"models.{variant}.epochs"]
+        assert html.count(f'"variant": "{variant}"') == 2 * epochs + studied
         assert f"plots/{variant}/predictions.csv" in html
         for image in ("accuracy", "misclassified"):
             assert f'<img src="static/workspace_plots_{variant}_{image}.png">' in html
