@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,51 @@ def tiny_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dvc("repro", cwd=project)
     commit_all(project, "tiny pipeline")
     return project
+
+
+QUEUED_DROPOUTS = ("0.1", "0.2", "0.3")  # experiments drop1, drop2, drop3 of models.wide
+
+
+def queue_states(project: Path) -> str:
+    return dvc("queue", "status", cwd=project).stdout
+
+
+@pytest.fixture(scope="session")
+def queued_experiments(
+    tiny_project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, int]:
+    """Three experiments of the tiny pipeline run by `dvc queue start -j 2`, in a copy.
+
+    Returns the project and the most experiments seen running at once. Tests only read it.
+    """
+    folder = tmp_path_factory.mktemp("queue") / "project"
+    project = Path(shutil.copytree(tiny_project, folder, symlinks=True))
+    for dropout in QUEUED_DROPOUTS:
+        dvc(
+            "exp", "run", "--queue", "-n", f"drop{dropout[-1]}",
+            "-S", f"models.wide.dropout={dropout}", "-S", "train.threads=1",
+            cwd=project,
+        )  # fmt: skip
+    # Not through a pipe: the detached queue workers inherit the output, and reading a pipe to
+    # its end would wait for them to finish the whole queue.
+    subprocess.run(
+        [str(BIN / "dvc"), "queue", "start", "-j", "2"],
+        cwd=project,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
+    most_running = 0
+    try:
+        deadline = time.monotonic() + 1800  # a guard against a hung queue, not a timing check
+        while "Queued" in (states := queue_states(project)) or "Running" in states:
+            most_running = max(most_running, states.count("Running"))
+            assert time.monotonic() < deadline, states
+            time.sleep(2)
+    finally:
+        dvc("queue", "stop", "--kill", cwd=project, check=False)
+    return project, most_running
 
 
 @pytest.fixture

@@ -108,33 +108,26 @@ def test_docs_render_writes_the_readme_pictures(tiny_copy: Path) -> None:
         assert width > 300 and height > 300
 
 
-def test_two_experiments_compared_with_dvc(tiny_copy: Path, tmp_path: Path) -> None:
-    """The README's recipe: two named experiments, exp show, exp diff, metrics and plots diff."""
-    for name, dropout in (("wide-drop10", "0.1"), ("wide-drop30", "0.3")):
-        output = dvc(
-            "exp", "run", "-n", name, "-S", f"models.wide.dropout={dropout}", cwd=tiny_copy
-        ).stdout
-        assert "Running stage 'train@wide'" in output
-        assert "Running stage 'train@small'" not in output
-
-    shown = dvc("exp", "show", "--csv", cwd=tiny_copy).stdout
-    assert "wide-drop10" in shown and "wide-drop30" in shown
-    changed = dvc("exp", "show", "--only-changed", "--csv", cwd=tiny_copy).stdout
+def test_two_experiments_compared_with_dvc(
+    queued_experiments: tuple[Path, int], tmp_path: Path
+) -> None:
+    """The README's recipe on two of the queued experiments: exp show, the diffs, plots diff."""
+    project, _ = queued_experiments
+    changed = dvc("exp", "show", "--only-changed", "--csv", cwd=project).stdout
     header = changed.splitlines()[0].split(",")
     assert "models.wide.dropout" in header and "models.small.epochs" not in header
-    params_diff = dvc("params", "diff", "wide-drop10", "wide-drop30", cwd=tiny_copy).stdout
+    params_diff = dvc("params", "diff", "drop1", "drop3", cwd=project).stdout
     assert re.search(r"models\.wide\.dropout\s+0\.1\s+0\.3", params_diff)
-
-    exp_diff = dvc("exp", "diff", "wide-drop10", "wide-drop30", cwd=tiny_copy).stdout
+    exp_diff = dvc("exp", "diff", "drop1", "drop3", cwd=project).stdout
     assert re.search(r"models\.wide\.dropout\s+0\.1\s+0\.3", exp_diff)
-    metrics_diff = dvc("metrics", "diff", "wide-drop10", "wide-drop30", cwd=tiny_copy).stdout
+    metrics_diff = dvc("metrics", "diff", "drop1", "drop3", cwd=project).stdout
     assert re.search(r"metrics/wide\.json\s+test\.accuracy", metrics_diff)
     assert "metrics/small.json" not in metrics_diff
 
-    dvc("plots", "diff", "wide-drop10", "wide-drop30", "-o", str(tmp_path / "diff"), cwd=tiny_copy)
+    dvc("plots", "diff", "drop1", "drop3", "-o", str(tmp_path / "diff"), cwd=project)
     page = tmp_path / "diff" / "index.html"
     html = page.read_text()
-    assert '"rev": "wide-drop10"' in html and '"rev": "wide-drop30"' in html
+    assert '"rev": "drop1"' in html and '"rev": "drop3"' in html
     state = render_in_chromium(page, expected_charts=CHARTS, workdir=tmp_path)
     assert_rendered_offline(state, charts=CHARTS, images=4 * len(VARIANTS))
 

@@ -3,15 +3,20 @@
 import csv
 import json
 import socket
-import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, TINY_SETTINGS, dvc, run, subprocess_env, write_params
+from tests.conftest import (
+    QUEUED_DROPOUTS,
+    TINY_SETTINGS,
+    dvc,
+    queue_states,
+    run,
+    write_params,
+)
 
 # The train stage, after hiding any GPU and splitting the one physical CPU into two logical
 # devices, so that the `mirrored` strategy has two CPU replicas to keep in sync.
@@ -110,45 +115,15 @@ def test_remote_shares_the_cache_so_a_clone_retrains_nothing(
     assert "Data and pipelines are up to date." in output
 
 
-def queue_states(project: Path) -> str:
-    return dvc("queue", "status", cwd=project).stdout
-
-
-def test_queued_experiments_run_two_at_a_time(tiny_copy: Path) -> None:
-    dropouts = ("0.1", "0.2", "0.3")
-    for dropout in dropouts:
-        dvc(
-            "exp", "run", "--queue", "-n", f"drop{dropout[-1]}",
-            "-S", f"models.wide.dropout={dropout}", "-S", "train.threads=1",
-            cwd=tiny_copy,
-        )  # fmt: skip
-    # Not through a pipe: the detached queue workers inherit the output, and reading a pipe to
-    # its end would wait for them to finish the whole queue.
-    subprocess.run(
-        [str(BIN / "dvc"), "queue", "start", "-j", "2"],
-        cwd=tiny_copy,
-        env=subprocess_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=True,
-    )
-    most_running = 0
-    try:
-        deadline = time.monotonic() + 1800  # a guard against a hung queue, not a timing check
-        while "Queued" in (states := queue_states(tiny_copy)) or "Running" in states:
-            most_running = max(most_running, states.count("Running"))
-            assert time.monotonic() < deadline, states
-            time.sleep(2)
-    finally:
-        dvc("queue", "stop", "--kill", cwd=tiny_copy, check=False)
-
+def test_queued_experiments_run_two_at_a_time(queued_experiments: tuple[Path, int]) -> None:
+    project, most_running = queued_experiments
     assert most_running == 2
-    status = queue_states(tiny_copy)
-    assert status.count("Success") == len(dropouts), status
-    rows = list(csv.DictReader(dvc("exp", "show", "--csv", cwd=tiny_copy).stdout.splitlines()))
+    status = queue_states(project)
+    assert status.count("Success") == len(QUEUED_DROPOUTS), status
+    rows = list(csv.DictReader(dvc("exp", "show", "--csv", cwd=project).stdout.splitlines()))
     names = {row["Experiment"]: row for row in rows if row["Experiment"]}
     assert {"drop1", "drop2", "drop3"} <= set(names)
-    for dropout in dropouts:
+    for dropout in QUEUED_DROPOUTS:
         row = names[f"drop{dropout[-1]}"]
         assert row["models.wide.dropout"] == dropout
         assert row["train.threads"] == "1"
