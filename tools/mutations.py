@@ -125,7 +125,8 @@ MUTATIONS = (
 
 
 def copy_tree(destination: Path) -> None:
-    """The working tree as git sees it (tracked and untracked, not ignored), without outputs."""
+    """The working tree as git sees it (tracked and untracked, not ignored), committed in a new
+    repo there: some tests read the committed files."""
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"],
         cwd=CODE,
@@ -137,11 +138,14 @@ def copy_tree(destination: Path) -> None:
         if source.is_file():
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / name)
+    identity = ["-c", "user.name=mutations", "-c", "user.email=mutations@localhost"]
+    for command in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-q", "-m", "copy"]):
+        subprocess.run(["git", *command], cwd=destination, check=True)
 
 
-def tests_pass(folder: Path, tests: tuple[str, ...]) -> bool:
+def run_tests(folder: Path, tests: tuple[str, ...]) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
-    return subprocess.run(command, cwd=folder, capture_output=True).returncode == 0
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True)
 
 
 def apply(mutation: Mutation, folder: Path) -> None:
@@ -163,13 +167,15 @@ def main() -> None:
         pristine = Path(scratch) / "pristine"
         copy_tree(pristine)
         tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
-        if not tests_pass(pristine, tests):
+        baseline = run_tests(pristine, tests)
+        if baseline.returncode != 0:
+            print(baseline.stdout[-3000:])
             raise SystemExit("the unmodified code fails the chosen tests; fix that first")
         for mutation in chosen:
             folder = Path(scratch) / "mutant"
             shutil.copytree(pristine, folder)
             apply(mutation, folder)
-            caught = not tests_pass(folder, mutation.tests)
+            caught = run_tests(folder, mutation.tests).returncode != 0
             print(f"{'caught' if caught else 'SURVIVED'}: {mutation.name}", flush=True)
             if not caught:
                 survived.append(mutation.name)
