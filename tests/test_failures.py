@@ -47,8 +47,10 @@ def test_bad_param_fails_before_any_work(
     before = snapshot(split_project)
     write_params(split_project, {**SPLIT_SETTINGS, key: value})
     args = ("small",) if stage in ("train", "evaluate") else ()
-    result = run_stage(stage, *args, cwd=split_project, check=False)
-    write_params(split_project, SPLIT_SETTINGS)
+    try:
+        result = run_stage(stage, *args, cwd=split_project, check=False)
+    finally:
+        write_params(split_project, SPLIT_SETTINGS)  # the shared project, restored
     assert_fails_cleanly(result, key, repr(value))
     assert snapshot(split_project) == before
 

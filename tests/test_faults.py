@@ -1,6 +1,7 @@
 """Killed and interrupted training, unsafe models, and determinism, on real MNIST."""
 
 import contextlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,11 +156,22 @@ def evaluate_small(project: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture
-def trained_small(split_copy: Path) -> Path:
-    """A copy of split_project with a one-epoch small model."""
-    dvc("repro", "train@small", cwd=split_copy)
-    return split_copy
+@pytest.fixture(scope="module")
+def trained_small(split_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of split_project with a one-epoch small model; tests restore what they change."""
+    folder = tmp_path_factory.mktemp("trained") / "project"
+    project = Path(shutil.copytree(split_project, folder, symlinks=True))
+    dvc("repro", "train@small", cwd=project)
+    return project
+
+
+@contextlib.contextmanager
+def restored(path: Path) -> Iterator[None]:
+    original = path.read_bytes()
+    try:
+        yield
+    finally:
+        path.write_bytes(original)
 
 
 def test_evaluate_refuses_a_model_with_a_lambda_layer(trained_small: Path) -> None:
@@ -172,8 +184,9 @@ def test_evaluate_refuses_a_model_with_a_lambda_layer(trained_small: Path) -> No
             keras.layers.Dense(10, activation="softmax"),
         ]
     )
-    model.save(trained_small / "models" / "small.keras")
-    assert_fails_cleanly(evaluate_small(trained_small), "models/small.keras", "Lambda")
+    with restored(trained_small / "models" / "small.keras"):
+        model.save(trained_small / "models" / "small.keras")
+        assert_fails_cleanly(evaluate_small(trained_small), "models/small.keras", "Lambda")
     assert not (trained_small / "metrics" / "small.json").exists()
 
 
@@ -189,12 +202,9 @@ def test_evaluate_refuses_a_model_with_a_lambda_layer(trained_small: Path) -> No
 )
 def test_evaluate_refuses_damaged_inputs(trained_small: Path, path, damage, message) -> None:
     target = trained_small / path
-    original = target.read_bytes()
-    target.write_bytes(damage(original))
-    try:
+    with restored(target):
+        target.write_bytes(damage(target.read_bytes()))
         assert_fails_cleanly(evaluate_small(trained_small), path, message)
-    finally:
-        target.write_bytes(original)
     assert not (trained_small / "metrics" / "small.json").exists()
 
 

@@ -86,9 +86,10 @@ def test_metrics_show_lists_every_variant(project: Path) -> None:
         assert f"metrics/{variant}.json" in shown
 
 
-def test_plots_show_writes_html_with_every_chart(project: Path) -> None:
-    dvc("plots", "show", cwd=project)
-    html = (project / "dvc_plots" / "index.html").read_text()
+def test_plots_show_writes_html_with_every_chart(project: Path, tmp_path: Path) -> None:
+    shown = tmp_path / "dvc_plots"  # outside the shared project, which tests only read
+    dvc("plots", "show", "-o", str(shown), cwd=project)
+    html = (shown / "index.html").read_text()
     assert "Validation accuracy per epoch" in html
     assert "Validation loss per epoch" in html
     assert "Test accuracy over seeds" in html
@@ -100,9 +101,7 @@ def test_plots_show_writes_html_with_every_chart(project: Path) -> None:
         assert f"plots/{variant}/predictions.csv" in html
         for image in ("accuracy", "misclassified"):
             assert f'<img src="static/workspace_plots_{variant}_{image}.png">' in html
-            assert (
-                project / "dvc_plots" / "static" / f"workspace_plots_{variant}_{image}.png"
-            ).exists()
+            assert (shown / "static" / f"workspace_plots_{variant}_{image}.png").exists()
 
 
 def test_changing_one_variant_reruns_only_that_variant(tiny_copy: Path) -> None:
