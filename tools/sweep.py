@@ -10,14 +10,13 @@ mean validation accuracy; the first of each variant (in bold) is the one params.
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from stages.files import write_json
-from stages.report import update_readme
+from stages.report import mean_std, update_readme
 from tools.runs import CODE, Run, execute_all
 
 SPACE_FILE = CODE / "tools/sweep.yaml"
@@ -52,14 +51,14 @@ def ranking(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         groups.setdefault((record["variant"], record["recipe"]), []).append(record)
     ranked: dict[str, list[dict[str, Any]]] = {}
     for (variant, recipe), group in groups.items():
-        accuracies = [record["val_accuracy"] for record in group]
+        mean, std = mean_std([record["val_accuracy"] for record in group])
         ranked.setdefault(variant, []).append(
             {
                 "recipe": recipe,
                 "overrides": group[0]["overrides"],
                 "seeds": len(group),
-                "mean": statistics.mean(accuracies),
-                "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+                "mean": mean,
+                "std": std,
             }
         )
     for rows in ranked.values():
