@@ -15,7 +15,7 @@ from stages.errors import StageError
 from stages.files import atomic_output, read_json, write_json
 from stages.history import read_history
 from stages.mnist import NUM_CLASSES
-from stages.models import scale
+from stages.models import flops_per_image, scale
 from stages.paths import history_file, metrics_file, model_file, plots_dir, training_file
 from stages.plots import plot_accuracy, plot_misclassified
 
@@ -102,6 +102,7 @@ def evaluate(variant: str) -> None:
         **classification_metrics(y_test, probabilities),
         **training_metrics(record),
         "params": int(model.count_params()),
+        "flops_per_image": flops_per_image(model),
     }
     write_predictions(plots_dir(variant) / "predictions.csv", y_test, predicted)
     plot_accuracy(history, variant, plots_dir(variant) / "accuracy.png")

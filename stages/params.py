@@ -15,7 +15,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from stages.errors import StageError
 from stages.files import write_text
-from stages.mnist import NUM_CLASSES, TRAIN_CLASS_COUNTS
+from stages.mnist import IMAGE_SHAPE, NUM_CLASSES, TRAIN_CLASS_COUNTS
 
 PARAMS_FILE = Path("params.yaml")
 SCHEMA_FILE = Path("params.schema.json")
@@ -61,10 +61,32 @@ class TrainParams(Section):
         return self
 
 
+CONV_KEYS = ("conv_filters", "kernel_size", "pooling", "batch_norm")
+
+
 class ModelParams(Section):
     name: SkipJsonSchema[str] = Field(description="the key under `models`, set by Params")
-    layout: Literal["rows", "flat"] = Field(
-        description="rows: Dense on each 28-pixel row, then Flatten; flat: Flatten first"
+    layout: Literal["rows", "flat", "conv"] = Field(
+        description="rows: Dense on each 28-pixel row, then Flatten; flat: Flatten first; "
+        "conv: convolution blocks, then Flatten"
+    )
+    conv_filters: list[PositiveInt] = Field(
+        default=[], description="layout conv: one block (Conv2D, activation, pooling) per entry"
+    )
+    kernel_size: Annotated[int, Field(ge=1, le=IMAGE_SHAPE[0])] = Field(
+        default=3, description="layout conv: the convolutions' square kernel, unpadded"
+    )
+    pooling: Literal["max", "average", "none"] = Field(
+        default="max", description="layout conv: 2x2 pooling after each convolution"
+    )
+    batch_norm: bool = Field(
+        default=False, description="layout conv: BatchNormalization before each activation"
+    )
+    augment_shift: Annotated[float, Field(ge=0, le=0.25, allow_inf_nan=False)] = Field(
+        default=0.0, description="training only: random shift up to this fraction of the image"
+    )
+    augment_rotation: Annotated[float, Field(ge=0, le=45, allow_inf_nan=False)] = Field(
+        default=0.0, description="training only: random rotation up to this many degrees"
     )
     hidden_units: Annotated[list[PositiveInt], Field(min_length=1)]
     activation: Literal["relu", "tanh", "sigmoid", "elu", "gelu", "selu"]
@@ -80,6 +102,38 @@ class ModelParams(Section):
     label_smoothing: Rate = Field(description="targets 1 - s on the digit, s / 10 on every class")
     batch_size: PositiveInt
     epochs: PositiveInt
+
+    @model_validator(mode="after")
+    def convolution_keys_fit_the_layout(self) -> "ModelParams":
+        key = f"models.{self.name}"
+        if self.layout != "conv":
+            for field in CONV_KEYS:
+                if field in self.model_fields_set:
+                    value = getattr(self, field)
+                    raise ParamsError(f"{key}.{field}", value, "no such key unless layout is conv")
+            return self
+        if not self.conv_filters:
+            raise ParamsError(f"{key}.conv_filters", self.conv_filters, "at least 1 item(s)")
+        sizes = feature_map_sizes(self.conv_filters, self.kernel_size, self.pooling)
+        if sizes[-1] == 0:
+            raise ParamsError(
+                f"{key}.conv_filters",
+                self.conv_filters,
+                f"fewer blocks: with kernel_size {self.kernel_size} and pooling {self.pooling!r} "
+                f"the 28-pixel image shrinks to {' -> '.join(map(str, sizes))}",
+            )
+        return self
+
+
+def feature_map_sizes(filters: list[int], kernel_size: int, pooling: str) -> list[int]:
+    """The image's side after each convolution block: unpadded kernels, 2x2 pooling."""
+    sizes = [IMAGE_SHAPE[0]]
+    for _ in filters:
+        side = sizes[-1] - kernel_size + 1
+        sizes.append(max(side // 2 if pooling != "none" else side, 0))
+        if sizes[-1] == 0:
+            break
+    return sizes
 
 
 class ReportParams(Section):

@@ -81,11 +81,12 @@ def summary_table(
     seeds: dict[str, list[float]],
     references: dict[str, float],
 ) -> str:
-    """One row per variant: the committed run, the seed study and the 2016 figure."""
+    """One row per variant: the committed run, the seed study, the 2016 figure and the cost."""
     lines = [
-        "| Variant | Parameters | Test accuracy | Seeds | Seed mean ± std | Seed range | 2016 "
-        "| Δ mean vs 2016 | Best epoch | Epochs | Training time |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| Variant | Parameters | MFLOPs / image | Test accuracy | Seeds | Seed mean ± std "
+        "| Seed range | 2016 | Δ mean vs 2016 | Best epoch | Epochs | Training time "
+        "| Images / s |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for variant, result in metrics.items():
         reference = references.get(variant)
@@ -93,6 +94,7 @@ def summary_table(
         cells = [
             variant,
             f"{result['params']:,}",
+            f"{result['flops_per_image'] / 1e6:.2f}",
             percent(result["test"]["accuracy"]),
             count,
             spread,
@@ -102,6 +104,7 @@ def summary_table(
             str(result["validation"]["best_epoch"]),
             str(result["training"]["epochs"]),
             f"{training[variant]['timing']['seconds']:.0f} s",
+            f"{training[variant]['timing']['samples_per_second']:,.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

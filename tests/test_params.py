@@ -12,12 +12,16 @@ from tests.conftest import REPO, repo_params, set_key
 
 def test_repo_params_are_valid() -> None:
     params = load_params(REPO / "params.yaml")
-    assert set(params.models) == {"small", "wide_dropout", "wide"}
+    assert set(params.models) == {"small", "wide_dropout", "wide", "cnn"}
     small = params.model("small")
     assert small.hidden_units == [28, 28]
     assert (small.batch_size, small.epochs, small.layout) == (64, 120, "rows")
     assert params.model("wide_dropout").dropout == 0.2
     assert params.model("wide").dropout == 0.0
+    assert params.model("cnn").layout == "conv"
+    for variant in ("small", "wide_dropout", "wide"):
+        model = params.model(variant)
+        assert model.augment_shift == model.augment_rotation == 0, "2016 variants: no augmentation"
 
 
 @pytest.mark.parametrize(
@@ -39,6 +43,22 @@ def test_repo_params_are_valid() -> None:
         ("models.wide.weight_decay", "0.1"),
         ("models.wide.label_smoothing", 1.0),
         ("models.wide.label_smoothing", -0.1),
+        ("models.wide.conv_filters", [32]),
+        ("models.wide.batch_norm", False),
+        ("models.wide.augment_shift", 0.3),
+        ("models.wide.augment_rotation", -5),
+        ("models.cnn.conv_filters", []),
+        ("models.cnn.conv_filters", [32, 0]),
+        ("models.cnn.conv_filters", [32, 64, 64, 64]),
+        ("models.cnn.conv_filters", "32"),
+        ("models.cnn.kernel_size", 0),
+        ("models.cnn.kernel_size", 29),
+        ("models.cnn.kernel_size", 3.0),
+        ("models.cnn.pooling", "min"),
+        ("models.cnn.batch_norm", "yes"),
+        ("models.cnn.augment_shift", -0.05),
+        ("models.cnn.augment_rotation", 90),
+        ("models.cnn.augment_rotation", float("nan")),
         ("split.validation_size", 0),
         ("split.validation_size", 5),
         ("split.validation_size", 59991),
@@ -91,7 +111,7 @@ def test_missing_key_is_named() -> None:
 
 def test_unknown_variant_lists_known_ones() -> None:
     params = parse_params(repo_params())
-    with pytest.raises(StageError, match=r"'tiny'.*\['small', 'wide', 'wide_dropout'\]"):
+    with pytest.raises(StageError, match=r"'tiny'.*\['cnn', 'small', 'wide', 'wide_dropout'\]"):
         params.model("tiny")
 
 

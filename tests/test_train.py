@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stages.environment import environment
-from stages.models import learning_rate
+from stages.models import build_model, learning_rate, scale
 from stages.params import load_params
 from stages.training import fit_variant
 from tests.conftest import REPO
@@ -26,9 +26,11 @@ def data(split_project: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return arrays
 
 
-def fit(data: dict, folder: Path, epochs: int = 1, callbacks=(), **train) -> keras.Model:
-    """fit_variant on the `wide` variant; returns the model as the checkpoint saved it."""
-    model_params = PARAMS.model("wide").model_copy(update={"epochs": epochs})
+def fit(
+    data: dict, folder: Path, epochs: int = 1, callbacks=(), variant: str = "wide", **train
+) -> keras.Model:
+    """fit_variant on one variant (`wide` unless told); returns the model the checkpoint saved."""
+    model_params = PARAMS.model(variant).model_copy(update={"epochs": epochs})
     train_params = PARAMS.train.model_copy(update=train)
     folder.mkdir(parents=True, exist_ok=True)
     model_path, history_path = folder / "model.keras", folder / "history.csv"
@@ -107,3 +109,23 @@ def test_cosine_schedule_decays_from_the_rate_to_zero_over_all_steps() -> None:
 def test_fit_turns_op_determinism_on(data: dict, tmp_path: Path) -> None:
     fit(data, tmp_path)
     assert environment(threads=0)["op_determinism"] is True
+
+
+def test_augmentation_is_deterministic_and_off_at_inference(data: dict, tmp_path: Path) -> None:
+    """The cnn's random shifts and rotations: the same draws every run, none when predicting."""
+    first = fit(data, tmp_path / "first", variant="cnn")
+    second = fit(data, tmp_path / "second", variant="cnn")
+    for one, other in zip(weights(first), weights(second), strict=True):
+        np.testing.assert_array_equal(one, other)
+
+    images = scale(data["validation"][0][:256])
+    augmentation = keras.Sequential(first.layers[:3])  # Reshape, RandomTranslation, RandomRotation
+    assert not np.array_equal(augmentation(images, training=True), augmentation(images))
+
+    plain = build_model(
+        PARAMS.model("cnn").model_copy(update={"augment_shift": 0.0, "augment_rotation": 0.0})
+    )
+    plain.set_weights(first.get_weights())
+    predictions = first.predict(images, verbose=0)
+    np.testing.assert_array_equal(predictions, plain.predict(images, verbose=0))
+    np.testing.assert_array_equal(predictions, first.predict(images, verbose=0))
