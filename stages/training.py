@@ -5,6 +5,7 @@ import stages.tf_quiet  # noqa: F401  (before anything imports TensorFlow)
 # isort: split
 import math
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from stages import keras_compat
 from stages.dataset import load_split
 from stages.environment import environment
 from stages.errors import raise_if_interrupted
@@ -42,6 +44,7 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
     if name == "multi_worker":
+        keras_compat.apply()
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
@@ -130,28 +133,59 @@ def training_record(history: dict[str, list[float]], train_size: int, threads: i
     }
 
 
-def train(variant: str, params: Params) -> None:
-    """Fit the variant, keeping the epoch with the best validation accuracy, and record it."""
-    model_params = params.model(variant)
+def is_chief(params: TrainParams) -> bool:
+    """Whether this process writes the outputs: always, except on a multi_worker non-chief.
+
+    The chief is the `chief` task of TF_CONFIG if there is one, else worker 0.
+    """
+    if params.strategy != "multi_worker":
+        return True
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    jobs = resolver.cluster_spec().jobs
+    if not jobs or resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in jobs
+
+
+def fit_and_record(variant: str, params: Params, outputs: tuple[Path, Path, Path]) -> dict:
+    """Fit the variant into (model, history, record) paths; return the record."""
+    model_path, history_path, record_path = outputs
     train_set = load_split("train")
-    validation_set = load_split("validation")
+    history = fit_variant(
+        params.model(variant),
+        params.train,
+        train_set,
+        load_split("validation"),
+        model_path,
+        history_path,
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    canonicalize(model_path)
+    record = training_record(history.history, len(train_set[1]), params.train.threads)
+    record_path.write_text(json_text(record))
+    return record
+
+
+def train(variant: str, params: Params) -> None:
+    """Fit the variant, keeping the epoch with the best validation accuracy, and record it.
+
+    A multi_worker worker other than the chief trains in step with it but writes only to a
+    temporary folder, removed at the end.
+    """
+    if not is_chief(params.train):
+        with tempfile.TemporaryDirectory(prefix="worker-") as scratch:
+            names = ("model.keras", "history.csv", "record.json")
+            fit_and_record(variant, params, tuple(Path(scratch) / name for name in names))
+        print(f"{variant}: trained as a worker; the chief saves the model")
+        return
     with (
         atomic_output(model_file(variant)) as model_temporary,
         atomic_output(history_file(variant)) as history_temporary,
         atomic_output(training_file(variant)) as record_temporary,
     ):
-        history = fit_variant(
-            model_params,
-            params.train,
-            train_set,
-            validation_set,
-            model_temporary,
-            history_temporary,
-            verbose=1 if sys.stdout.isatty() else 2,
+        record = fit_and_record(
+            variant, params, (model_temporary, history_temporary, record_temporary)
         )
-        canonicalize(model_temporary)
-        record = training_record(history.history, len(train_set[1]), params.train.threads)
-        record_temporary.write_text(json_text(record))
     best = record["validation"]
     print(
         f"{variant}: best validation accuracy {best['best_accuracy']:.4f} at epoch "
