@@ -1,19 +1,22 @@
-"""Benchmark: training speed of the project's code path against a plain Keras baseline.
+"""Benchmark: training speed of the project's code path against plain Keras and plain PyTorch.
 
     python -m benchmarks.train_speed [--quick] [--rounds N] [--variants small wide ...]
 
 For each variant, on the real split, it times epochs after a warm-up epoch of
-(a) `stages.training.fit_variant`, exactly as the train stage runs it, and
+(a) `stages.training.fit_variant`, exactly as the train stage runs it,
 (b) the same model compiled with Keras defaults and fitted with `model.fit(x, y, batch_size,
-epochs, validation_data)`, as the 2016 scripts did.
-Each measurement runs in a fresh process, in rounds that alternate which path goes first, so
-that the machine's drift falls on both alike; the medians pool every round. The table also
+epochs, validation_data)`, as the 2016 scripts did, and
+(c) the same model in a plain PyTorch loop (benchmarks/torch_loop.py), when the `bench` extra
+is installed; without it, the PyTorch columns say so.
+Each measurement runs in a fresh process, in rounds that rotate which path goes first, so
+that the machine's drift falls on all alike; the medians pool every round. The table also
 gives achieved GFLOP/s (6 x the multiply-adds per sample, forward plus backward) against a
 ceiling measured in the same run: numpy float32 matrix multiply on large matrices. Results go
 to benchmarks/results/.
 """
 
 import argparse
+import importlib.util
 import json
 import math
 import statistics
@@ -22,7 +25,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,10 +32,8 @@ from stages.files import write_json
 from stages.params import load_params
 from stages.report import update_readme
 
-if TYPE_CHECKING:
-    import keras
-
 RESULTS_FILE = Path("benchmarks/results/train_speed.json")
+TORCH_MISSING = 'PyTorch is not installed; `pip install -e ".[bench]"` adds it.'
 
 
 def matmul_ceiling(size: int, repeats: int) -> float:
@@ -49,21 +49,9 @@ def matmul_ceiling(size: int, repeats: int) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def multiply_adds_per_sample(model: "keras.Model") -> int:
-    """Multiply-adds of one forward pass: each Dense kernel once per position it is applied at."""
-    total = 0
-    for layer in model.layers:
-        if layer.__class__.__name__ == "Dense":
-            positions = math.prod(layer.input.shape[1:-1])
-            total += layer.kernel.shape[0] * layer.kernel.shape[1] * positions
-    return total
-
-
 def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> dict:
     """Seconds of each timed epoch (the warm-up epoch dropped) for one variant and code path."""
     from stages.dataset import load_split
-    from stages.models import OPTIMIZERS, build_model, scale
-    from stages.training import EpochTimer, fit_variant
 
     params = load_params()
     if params.train.strategy != "default":
@@ -72,6 +60,15 @@ def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> di
     x_train, y_train = load_split("train")
     validation = load_split("validation")
     train = (x_train[:limit], y_train[:limit])
+    if path == "torch":
+        from benchmarks.torch_loop import epoch_seconds
+
+        seconds = epoch_seconds(model_params, train, validation, model_params.epochs)
+        return {"seconds": seconds[1:], "samples": len(train[1])}
+
+    from stages.models import OPTIMIZERS, build_model, flops_per_image, scale
+    from stages.training import EpochTimer, fit_variant
+
     with tempfile.TemporaryDirectory() as folder:
         if path == "project":
             history = fit_variant(
@@ -103,7 +100,7 @@ def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> di
     return {
         "seconds": history.history["seconds"][1:],
         "samples": len(train[1]),
-        "multiply_adds": multiply_adds_per_sample(model),
+        "multiply_adds": flops_per_image(model) // 2,
     }
 
 
@@ -126,12 +123,18 @@ def measure_in_subprocess(variant: str, path: str, timed_epochs: int, limit: int
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure_rounds(variant: str, rounds: int, timed_epochs: int, limit: int | None) -> dict:
-    """Epoch seconds of both paths, pooled over rounds that alternate which path runs first."""
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def measure_rounds(
+    variant: str, paths: tuple[str, ...], rounds: int, timed_epochs: int, limit: int | None
+) -> dict:
+    """Epoch seconds of each path, pooled over rounds that rotate which path runs first."""
     pooled: dict[str, dict] = {}
     for round_index in range(rounds):
-        order = ("project", "baseline") if round_index % 2 == 0 else ("baseline", "project")
-        for path in order:
+        shift = round_index % len(paths)
+        for path in paths[shift:] + paths[:shift]:
             result = measure_in_subprocess(variant, path, timed_epochs, limit)
             if path in pooled:
                 pooled[path]["seconds"] += result["seconds"]
@@ -140,17 +143,23 @@ def measure_rounds(variant: str, rounds: int, timed_epochs: int, limit: int | No
     return pooled
 
 
-def row(variant: str, project: dict, baseline: dict, ceiling: float) -> dict:
+def row(variant: str, pooled: dict[str, dict], ceiling: float) -> dict:
+    project = pooled["project"]
     seconds = statistics.median(project["seconds"])
-    baseline_seconds = statistics.median(baseline["seconds"])
+    peers = {
+        path: statistics.median(pooled[path]["seconds"]) if path in pooled else None
+        for path in ("baseline", "torch")
+    }
     samples_per_second = project["samples"] / seconds
     gflops = samples_per_second * 6 * project["multiply_adds"] / 1e9
     return {
         "variant": variant,
         "epochs_timed": len(project["seconds"]),
         "seconds_per_epoch": round(seconds, 3),
-        "baseline_seconds_per_epoch": round(baseline_seconds, 3),
-        "ratio": round(seconds / baseline_seconds, 3),
+        "baseline_seconds_per_epoch": round(peers["baseline"], 3),
+        "ratio": round(seconds / peers["baseline"], 3),
+        "torch_seconds_per_epoch": round(peers["torch"], 3) if peers["torch"] else None,
+        "torch_ratio": round(seconds / peers["torch"], 3) if peers["torch"] else None,
         "samples_per_second": round(samples_per_second),
         "gflops": round(gflops, 1),
         "ceiling_fraction": round(gflops / ceiling, 3),
@@ -159,14 +168,19 @@ def row(variant: str, project: dict, baseline: dict, ceiling: float) -> dict:
 
 def table(rows: list[dict], ceiling: float) -> str:
     lines = [
-        "| Variant | s/epoch (project) | s/epoch (baseline) | project/baseline | samples/s "
-        "| GFLOP/s | of ceiling |",
-        "|---|--:|--:|--:|--:|--:|--:|",
+        "| Variant | s/epoch (project) | s/epoch (Keras baseline) | project/baseline "
+        "| s/epoch (PyTorch) | project/PyTorch | samples/s | GFLOP/s | of ceiling |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
+        torch_cells = (
+            f"{r['torch_seconds_per_epoch']:.2f} | {r['torch_ratio']:.2f}"
+            if r["torch_ratio"] is not None
+            else "– | –"
+        )
         lines.append(
             f"| {r['variant']} | {r['seconds_per_epoch']:.2f} "
-            f"| {r['baseline_seconds_per_epoch']:.2f} | {r['ratio']:.2f} "
+            f"| {r['baseline_seconds_per_epoch']:.2f} | {r['ratio']:.2f} | {torch_cells} "
             f"| {r['samples_per_second']:,} | {r['gflops']:.1f} "
             f"| {100 * r['ceiling_fraction']:.0f} % |"
         )
@@ -174,6 +188,8 @@ def table(rows: list[dict], ceiling: float) -> str:
         f"\nMedians of {rows[0]['epochs_timed']} timed epochs per path and variant. "
         f"Ceiling: numpy float32 matmul, {ceiling:.1f} GFLOP/s."
     )
+    if rows[0]["torch_ratio"] is None:
+        lines.append(f"PyTorch columns empty: {TORCH_MISSING}")
     return "\n".join(lines) + "\n"
 
 
@@ -207,11 +223,14 @@ def main() -> None:
     variants = args.variants or list(load_params().models)
     limit = 2048 if args.quick else None
     ceiling = matmul_ceiling(size=1024 if args.quick else 4096, repeats=3 if args.quick else 5)
+    paths = ("project", "baseline", "torch") if torch_installed() else ("project", "baseline")
+    if "torch" not in paths:
+        print(f"warning: {TORCH_MISSING} Timing the Keras paths only.", file=sys.stderr)
     rows = []
     rounds = args.rounds or (1 if args.quick else 3)
     for variant in variants:
-        pooled = measure_rounds(variant, rounds, args.timed_epochs, limit)
-        rows.append(row(variant, pooled["project"], pooled["baseline"], ceiling))
+        pooled = measure_rounds(variant, paths, rounds, args.timed_epochs, limit)
+        rows.append(row(variant, pooled, ceiling))
     report = {
         "quick": args.quick,
         "rounds": rounds,

@@ -44,8 +44,11 @@ def percent(value: float) -> str:
 
 
 def recipe(params: ModelParams) -> str:
-    """A variant's params as the seed study records them: params.yaml's keys, sorted."""
-    return json.dumps(params.model_dump(exclude={"name"}), sort_keys=True)
+    """A variant's params as the seed study records them: params.yaml's keys, sorted.
+
+    Optional keys at their defaults are left out, so adding one keeps older records valid.
+    """
+    return json.dumps(params.model_dump(exclude={"name"}, exclude_defaults=True), sort_keys=True)
 
 
 def seed_accuracies(records: list[dict], variant: str, current_recipe: str) -> list[float]:

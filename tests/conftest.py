@@ -138,6 +138,7 @@ TINY_SETTINGS = {
     "models.small.epochs": 1,
     "models.wide_dropout.epochs": 2,
     "models.wide.epochs": 1,
+    "models.cnn.epochs": 1,
 }
 
 

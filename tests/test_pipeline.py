@@ -19,7 +19,8 @@ from tests.conftest import TINY_SETTINGS as TINY
 from tests.conftest import commit_all, dvc, repo_params, run, write_params
 
 VARIANTS = tuple(repo_params()["models"])
-PARAM_COUNTS = {"small": 9474, "wide_dropout": 669_706, "wide": 669_706}
+PARAM_COUNTS = {"small": 9474, "wide_dropout": 669_706, "wide": 669_706, "cnn": 184_586}
+FLOPS = {"small": 103_488, "wide_dropout": 1_337_344, "wide": 1_337_344, "cnn": 7_739_904}
 
 
 @pytest.fixture
@@ -40,7 +41,16 @@ def test_each_variant_writes_sane_metrics_and_plots(project: Path, variant: str)
     assert result["params"] == PARAM_COUNTS[variant]
     assert result["training"]["epochs"] == epochs
     assert 1 <= result["validation"]["best_epoch"] <= epochs
-    assert set(result) == {"test", "macro", "per_class", "validation", "training", "params"}
+    assert set(result) == {
+        "test",
+        "macro",
+        "per_class",
+        "validation",
+        "training",
+        "params",
+        "flops_per_image",
+    }
+    assert result["flops_per_image"] == FLOPS[variant]
     assert sorted(result["per_class"]) == ["f1", "precision", "recall"]
     assert all(len(values) == 10 for values in result["per_class"].values())
     assert 0.8 < result["macro"]["f1"] <= 1.0

@@ -58,6 +58,21 @@ def test_seed_study_seed_changes_the_result_and_the_report_reads_it(
         assert f"| {variant} | " in summary and "| 2 | " in summary
 
 
+def test_seed_study_of_some_variants_keeps_the_others_records(
+    seed_study: tuple[Path, list[dict]], tmp_path: Path
+) -> None:
+    project = Path(shutil.copytree(seed_study[0], tmp_path / "project", symlinks=True))
+    command = [sys.executable, "-m", "tools.seed_study", "--variants", "small", "--seeds", "3"]
+    run(command, cwd=project)
+    records = json.loads((project / "reports/seeds.json").read_text())
+    assert [(r["variant"], r["seed"]) for r in records] == [("small", 3)] + [
+        (variant, seed) for variant in VARIANTS[1:] for seed in (1, 2)
+    ]
+    assert [r for r in records if r["variant"] != "small"] == [
+        r for r in seed_study[1] if r["variant"] != "small"
+    ]
+
+
 def test_sweep_ranks_recipes_by_validation_and_resumes(tiny_copy: Path) -> None:
     space = {
         "seeds": [1],

@@ -1,14 +1,16 @@
 """Seed study: every variant of params.yaml trained and evaluated over several train.seed values.
 
-    python -m tools.seed_study [--seeds 1 2 3 4 5] [--jobs 2]
+    python -m tools.seed_study [--seeds 1 2 3 4 5] [--jobs 2] [--variants cnn ...]
 
 Run it from the project's root, after `dvc repro split`. Each run is the real train and
 evaluate stage (tools/runs.py) with only train.seed changed.
 It writes reports/seeds.json (one record per variant and seed, read by the report stage and
 charted by `dvc plots show`) and reports/seeds_environment.json (the machine that ran it).
+With --variants, only those variants run and the other variants' records are kept.
 """
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,15 @@ from tools.runs import Run, execute_all
 ENVIRONMENT_FILE = "seeds_environment.json"  # beside the records
 
 
-def study_records(params: Params, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The runs' results in params.yaml's variant order, with the recipe and the 2016 figure."""
+def study_records(
+    params: Params, results: list[dict[str, Any]], kept: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The runs' results with their recipe and 2016 figure, and the kept records of others.
+
+    Sorted by params.yaml's variant order, then seed.
+    """
     order = list(params.models)
-    return [
+    new = [
         {
             "variant": result["variant"],
             "seed": result["seed"],
@@ -34,8 +41,10 @@ def study_records(params: Params, results: list[dict[str, Any]]) -> list[dict[st
             "reference": params.report.reference_accuracy.get(result["variant"]),
             "recipe": recipe(params.models[result["variant"]]),
         }
-        for result in sorted(results, key=lambda r: (order.index(r["variant"]), r["seed"]))
+        for result in results
     ]
+    records = new + [record for record in kept if record["variant"] in order]
+    return sorted(records, key=lambda r: (order.index(r["variant"]), r["seed"]))
 
 
 def main() -> None:
@@ -43,10 +52,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     parser.add_argument("--output", type=Path, default=SEEDS_FILE)
+    parser.add_argument("--variants", nargs="+", help="default: every variant in params.yaml")
     args = parser.parse_args()
 
     params = load_params()
-    runs = [Run(variant, seed, evaluate=True) for variant in params.models for seed in args.seeds]
+    variants = [params.model(name).name for name in args.variants or params.models]
+    kept = []
+    if args.variants and args.output.exists():
+        kept = [r for r in json.loads(args.output.read_text()) if r["variant"] not in variants]
+    runs = [Run(variant, seed, evaluate=True) for variant in variants for seed in args.seeds]
     results: list[dict[str, Any]] = []
 
     def collect(run: Run, result: dict[str, Any]) -> None:
@@ -54,7 +68,7 @@ def main() -> None:
         print(f"{run.variant} seed {run.seed}: test {result['test_accuracy']:.4f}", flush=True)
 
     execute_all(runs, args.jobs, collect)
-    write_json(args.output, study_records(params, results))
+    write_json(args.output, study_records(params, results, kept))
     write_json(args.output.with_name(ENVIRONMENT_FILE), results[0]["environment"])
     print(f"wrote {args.output}")
 

@@ -1,6 +1,6 @@
 """Hyperparameter sweep on validation only: each recipe of tools/sweep.yaml over several seeds.
 
-    python -m tools.sweep [--jobs 2] [--readme README.md]
+    python -m tools.sweep [--jobs 2] [--readme docs/tuning.md]
 
 Each run is the real train stage (tools/runs.py); the test set is never evaluated. Records go
 to reports/sweep.json as they finish, and a rerun skips the runs already recorded there, so an
@@ -87,7 +87,7 @@ def sweep_table(ranked: dict[str, list[dict[str, Any]]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
-    parser.add_argument("--readme", type=Path, help="also write the table into this README")
+    parser.add_argument("--readme", type=Path, help="also write the table into this Markdown file")
     parser.add_argument("--space", type=Path, default=SPACE_FILE, help="the recipes to try")
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     args = parser.parse_args()
