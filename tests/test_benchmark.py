@@ -5,6 +5,7 @@ import math
 import sys
 from pathlib import Path
 
+from benchmarks.train_speed import torch_installed
 from tests.conftest import run
 
 
@@ -47,6 +48,13 @@ def test_quick_benchmark_writes_a_table_of_positive_finite_values(
         ):
             assert math.isfinite(row[key]) and row[key] > 0, (key, row)
         assert row["epochs_timed"] == 2 * 2
+        if torch_installed():  # the optional `bench` extra: a plain PyTorch loop as a third path
+            for key in ("torch_seconds_per_epoch", "torch_ratio"):
+                assert math.isfinite(row[key]) and row[key] > 0, (key, row)
+        else:
+            assert row["torch_seconds_per_epoch"] is None and row["torch_ratio"] is None
+            assert "PyTorch is not installed" in result.stderr
+            assert "| – | – |" in result.stdout
 
 
 def test_quick_profile_ranks_op_types_by_time(split_project: Path, tmp_path: Path) -> None:

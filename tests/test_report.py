@@ -26,25 +26,30 @@ def test_summary_table_puts_the_run_beside_the_seed_study_and_2016() -> None:
         "small": {
             "test": {"accuracy": 0.9671},
             "params": 9474,
+            "flops_per_image": 103_488,
             "validation": {"best_epoch": 40},
             "training": {"epochs": 120},
         },
         "new": {
             "test": {"accuracy": 0.9},
             "params": 10,
+            "flops_per_image": 2_500_000,
             "validation": {"best_epoch": 1},
             "training": {"epochs": 2},
         },
     }
-    training = {"small": {"timing": {"seconds": 150.4}}, "new": {"timing": {"seconds": 3.0}}}
+    training = {
+        "small": {"timing": {"seconds": 150.4, "samples_per_second": 39_893.6}},
+        "new": {"timing": {"seconds": 3.0, "samples_per_second": 1234.4}},
+    }
     seeds = {"small": [0.966, 0.968, 0.970], "new": []}
     table = summary_table(metrics, training, seeds, {"small": 0.965})
     rows = table.splitlines()
     assert rows[2] == (
-        "| small | 9,474 | 96.71 % | 3 | 96.80 ± 0.20 % | 96.60 – 97.00 % | 96.50 % | +0.30 pp "
-        "| 40 | 120 | 150 s |"
+        "| small | 9,474 | 0.10 | 96.71 % | 3 | 96.80 ± 0.20 % | 96.60 – 97.00 % | 96.50 % "
+        "| +0.30 pp | 40 | 120 | 150 s | 39,894 |"
     )
-    assert rows[3] == "| new | 10 | 90.00 % | – | – | – | – | – | 1 | 2 | 3 s |"
+    assert rows[3] == "| new | 10 | 2.50 | 90.00 % | – | – | – | – | – | 1 | 2 | 3 s | 1,234 |"
 
 
 def test_seed_accuracies_keep_only_runs_of_the_current_recipe() -> None:
