@@ -38,7 +38,8 @@ def test_seed_study_records_every_variant_and_seed(seed_study: tuple[Path, list[
         assert 0.8 < record["test_accuracy"] <= 1 and 0.8 < record["val_accuracy"] <= 1
         assert 1 <= record["best_epoch"] <= epochs
         assert record["recipe"] == recipe(params.model(record["variant"]))
-        assert record["reference"] == params.report.reference_accuracy[record["variant"]]
+        reference = params.report.reference_accuracy.get(record["variant"])  # none for cnn
+        assert record["reference"] == reference
     environment = json.loads((project / "reports/seeds_environment.json").read_text())
     assert environment["op_determinism"] is True
 
