@@ -4,60 +4,71 @@ With two or more workers, the pinned Keras fails in `model.fit`:
 
 1. `_maybe_symbolic_build` reduces the first batch across the workers to learn its shapes, and
    that collective fails (keras-team/keras#20585). The fix builds from this worker's own first
-   replica batch: the shapes are the same on every replica.
+   replica batch: every replica's batch has the same per-example shapes.
 2. `reduce_per_replica` averages the logged values along axis 0, which a scalar loss does not
    have (tensorflow/tensorflow#72388). The fix averages scalars with `axis=None`.
 
 Both were checked on the Keras versions in VERIFIED_KERAS only; `apply()` refuses any other, so
-an upgrade is a deliberate step: rerun tests/test_multi_worker.py, then add the version.
+an upgrade is a deliberate step: rerun the two-worker test of tests/test_scale.py, then add the
+version. Only the train stage under `multi_worker` imports this module.
 """
+
+from typing import Any
 
 import keras
 import tensorflow as tf
-from keras.src import tree
-from keras.src.backend.tensorflow import trainer
 
 from stages.errors import StageError
 
 VERIFIED_KERAS = ("3.15.1",)
-KERAS_REDUCE_PER_REPLICA = trainer.reduce_per_replica
+
+if keras.__version__ in VERIFIED_KERAS:  # Keras internals, whose layout other versions may change
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    KERAS_REDUCE_PER_REPLICA = trainer.reduce_per_replica
 
 
-def first_replica_batch(self: trainer.TensorFlowTrainer, iterator=None, data_batch=None) -> None:
+def local_value(value: Any, strategy: tf.distribute.Strategy) -> Any:
+    """This worker's first replica's value of a distributed value; any other value as is."""
+    if isinstance(value, tf.distribute.DistributedValues):
+        return strategy.experimental_local_results(value)[0]
+    return value
+
+
+def first_replica_batch(self: keras.Model, iterator: Any = None, data_batch: Any = None) -> None:
     """Keras's `_maybe_symbolic_build`, building from this worker's first replica batch."""
     if self._distribute_strategy is None:
         return
     if iterator is not None:
         for _, _, batches in iterator:
             data_batch = tree.map_structure(
-                lambda value: (
-                    self.distribute_strategy.experimental_local_results(value)[0]
-                    if isinstance(value, tf.distribute.DistributedValues)
-                    else value
-                ),
-                next(batches),
+                lambda value: local_value(value, self.distribute_strategy), next(batches)
             )
             break
     with self.distribute_strategy.scope():
         self._symbolic_build(data_batch=data_batch)
 
 
-def reduce_per_replica(values, strategy: tf.distribute.Strategy, reduction: str):
+def reduce_per_replica(values: Any, strategy: tf.distribute.Strategy, reduction: str) -> Any:
     """Keras's `reduce_per_replica`, averaging rank-0 values across workers with `axis=None`."""
     if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
-        return tree.map_structure(
-            lambda value: strategy.reduce("MEAN", value, axis=0 if value.shape.rank else None),
-            values,
-        )
+        return tree.map_structure(lambda value: mean_across_workers(value, strategy), values)
     return KERAS_REDUCE_PER_REPLICA(values, strategy, reduction)
+
+
+def mean_across_workers(value: Any, strategy: tf.distribute.Strategy) -> tf.Tensor:
+    """The mean over every replica: along axis 0 for a batch, with no axis for a scalar."""
+    rank = local_value(value, strategy).shape.rank  # a worker with several devices: PerReplica
+    return strategy.reduce("MEAN", value, axis=0 if rank else None)
 
 
 def apply() -> None:
     """Patch the two functions, on a verified Keras version only."""
     if keras.__version__ not in VERIFIED_KERAS:
         raise StageError(
-            f"train.strategy multi_worker needs a Keras fix checked on {VERIFIED_KERAS}, "
-            f"not on Keras {keras.__version__}",
+            f"train.strategy multi_worker needs a Keras fix checked on Keras "
+            f"{', '.join(VERIFIED_KERAS)}, not on Keras {keras.__version__}",
             "install the pinned versions (`make install`), or verify the fix in "
             "stages/keras_compat.py on this version",
         )

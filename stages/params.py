@@ -119,8 +119,9 @@ class ModelParams(Section):
             raise ParamsError(
                 f"{key}.conv_filters",
                 self.conv_filters,
-                f"fewer blocks: with kernel_size {self.kernel_size} and pooling {self.pooling!r} "
-                f"the 28-pixel image shrinks to {' -> '.join(map(str, sizes))}",
+                f"fewer blocks, a smaller kernel_size or pooling 'none': with kernel_size "
+                f"{self.kernel_size} and pooling {self.pooling!r} the 28-pixel image shrinks to "
+                f"{' -> '.join(map(str, sizes))}",
             )
         return self
 

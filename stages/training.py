@@ -14,7 +14,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stages import keras_compat
 from stages.dataset import load_split
 from stages.environment import environment
 from stages.errors import raise_if_interrupted
@@ -44,6 +43,8 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
     if name == "multi_worker":
+        from stages import keras_compat  # Keras internals: loaded for multi_worker only
+
         keras_compat.apply()
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()

@@ -1,5 +1,6 @@
 """The model builders give the 2016 architectures with their exact parameter counts."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -118,8 +119,11 @@ def test_cnn_variant_has_its_exact_parameter_count() -> None:
     model = build_model(params)
     assert model(np.zeros((2, 28, 28), dtype=np.float32)).shape == (2, 10)
     assert model.count_params() == 184_586  # 5x5 kernels: 832 + 51,264 + 131,200 + 1,290
-    augmentation = [layer.__class__.__name__ for layer in model.layers[1:3]]
-    assert augmentation == ["RandomTranslation", "RandomRotation"]
+    translation, rotation = model.layers[1:3]
+    assert isinstance(translation, keras.layers.RandomTranslation)
+    assert translation.height_factor == translation.width_factor == 0.1  # of the image, each way
+    assert isinstance(rotation, keras.layers.RandomRotation)
+    assert rotation.factor == pytest.approx((-10 / 360, 10 / 360))  # 10 degrees, as turns
 
 
 def test_augmentation_on_a_dense_layout_keeps_its_image_shape() -> None:

@@ -56,9 +56,9 @@ def best_val_accuracy(project: Path, variant: str) -> float:
         return max(float(row["val_accuracy"]) for row in csv.DictReader(stream))
 
 
-def train(project: Path, *python_args: str, env: dict[str, str] | None = None) -> str:
+def train(project: Path, *python_args: str) -> str:
     """Train `wide` with `python <python_args> wide`; return what it printed."""
-    return run([sys.executable, *python_args, "wide"], cwd=project, env=env).stdout
+    return run([sys.executable, *python_args, "wide"], cwd=project).stdout
 
 
 def test_mirrored_on_two_cpu_devices_matches_one_device(project: Path) -> None:
@@ -127,21 +127,25 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(
     cluster = {"worker": free_addresses(2)}
     temporary = [tmp_path / "tmp-chief", tmp_path / "tmp-worker"]
     processes = []
-    for index, machine in enumerate((chief, worker)):
-        temporary[index].mkdir()
-        tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        env = {"TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(temporary[index])}
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "stages.train", "wide"],
-                cwd=machine,
-                env={**subprocess_env(), **env},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
+    try:
+        for index, machine in enumerate((chief, worker)):
+            temporary[index].mkdir()
+            tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            env = {"TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(temporary[index])}
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "stages.train", "wide"],
+                    cwd=machine,
+                    env={**subprocess_env(), **env},
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
             )
-        )
-    outputs = [process.communicate(timeout=600)[0] for process in processes]
+        outputs = [process.communicate(timeout=600)[0] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()  # a no-op once it exited; frees the ports if the other one hung
     for process, output in zip(processes, outputs, strict=True):
         assert process.returncode == 0, output
         assert "multi_worker strategy: 2 replica(s)" in output

@@ -121,6 +121,34 @@ MUTATIONS = (
         'binomtest(only_a, discordant, 0.5, alternative="greater")',
         ("tests/test_report.py",),
     ),
+    Mutation(
+        "rotation read as a fraction of half a turn",
+        "stages/models.py",
+        "turn = params.augment_rotation / 360",
+        "turn = params.augment_rotation / 180",
+        ("tests/test_models.py",),
+    ),
+    Mutation(
+        "convolution keys accepted under a dense layout",
+        "stages/params.py",
+        "            for field in CONV_KEYS:",
+        "            for field in ():",
+        ("tests/test_params.py",),
+    ),
+    Mutation(
+        "every multi_worker worker writes the outputs",
+        "stages/training.py",
+        "    if not is_chief(params.train):",
+        "    if False:",
+        ("tests/test_scale.py::test_two_workers_train_like_one_and_only_the_chief_writes",),
+    ),
+    Mutation(
+        "the Keras fix patches any Keras version",
+        "stages/keras_compat.py",
+        "    if keras.__version__ not in VERIFIED_KERAS:\n        raise",
+        "    if False:\n        raise",
+        ("tests/test_scale.py::test_the_multi_worker_fix_refuses_an_unverified_keras",),
+    ),
 )
 
 

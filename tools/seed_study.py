@@ -69,7 +69,9 @@ def main() -> None:
 
     execute_all(runs, args.jobs, collect)
     write_json(args.output, study_records(params, results, kept))
-    write_json(args.output.with_name(ENVIRONMENT_FILE), results[0]["environment"])
+    environment_file = args.output.with_name(ENVIRONMENT_FILE)
+    if not args.variants or not environment_file.exists():  # kept records keep their machine
+        write_json(environment_file, results[0]["environment"])
     print(f"wrote {args.output}")
 
 
