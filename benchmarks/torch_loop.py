@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from stages.params import ModelParams
+from stages.params import ModelParams, feature_map_sizes
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -60,27 +60,27 @@ def build(params: ModelParams) -> nn.Module:
     """The layers that stages.models.build_model builds, in PyTorch."""
     activation = ACTIVATIONS[params.activation]
     layers: list[nn.Module] = []
-    width = 28
     if params.layout == "conv" or params.augment_shift or params.augment_rotation:
         layers += [nn.Unflatten(1, (1, 28)), Augment(params.augment_shift, params.augment_rotation)]
     if params.layout == "conv":
-        channels, side = 1, 28
+        channels = 1
         for filters in params.conv_filters:
             layers += [nn.Conv2d(channels, filters, params.kernel_size, bias=not params.batch_norm)]
             layers += [nn.BatchNorm2d(filters)] if params.batch_norm else []
             layers += [activation()]
-            side = side - params.kernel_size + 1
             if params.pooling != "none":
                 pool = nn.MaxPool2d if params.pooling == "max" else nn.AvgPool2d
                 layers.append(pool(2))
-                side //= 2
             channels = filters
-        width = channels * side * side
-    elif layers:
-        layers.append(nn.Flatten(1, 2))
-    if params.layout in ("flat", "conv"):
+        side = feature_map_sizes(params.conv_filters, params.kernel_size, params.pooling)[-1]
         layers.append(nn.Flatten())
-        width = width if params.layout == "conv" else 784
+        width = channels * side * side
+    elif params.layout == "flat":
+        layers.append(nn.Flatten())
+        width = 784
+    else:
+        layers += [nn.Flatten(1, 2)] if layers else []  # back from the augmentation's channel
+        width = 28
     for units in params.hidden_units:
         layers += [nn.Linear(width, units), activation()]
         layers += [nn.Dropout(params.dropout)] if params.dropout else []

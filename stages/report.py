@@ -174,15 +174,15 @@ def environment_table(training: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_seed_records() -> list[dict[str, Any]]:
-    if not SEEDS_FILE.exists():
-        raise StageError(f"{SEEDS_FILE} is missing", SEEDS_HINT)
+def read_seed_records(path: Path = SEEDS_FILE) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise StageError(f"{path} is missing", SEEDS_HINT)
     try:
-        records = json.loads(SEEDS_FILE.read_text())
+        records = json.loads(path.read_text())
     except ValueError as error:
-        raise StageError(f"{SEEDS_FILE} is not valid JSON: {error}", SEEDS_HINT) from None
+        raise StageError(f"{path} is not valid JSON: {error}", SEEDS_HINT) from None
     if not isinstance(records, list):
-        raise StageError(f"{SEEDS_FILE} does not hold a list of records", SEEDS_HINT)
+        raise StageError(f"{path} does not hold a list of records", SEEDS_HINT)
     return records
 
 

@@ -10,14 +10,13 @@ With --variants, only those variants run and the other variants' records are kep
 """
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from stages.files import write_json
 from stages.params import Params, load_params
 from stages.paths import SEEDS_FILE
-from stages.report import recipe
+from stages.report import read_seed_records, recipe
 from tools.runs import Run, execute_all
 
 ENVIRONMENT_FILE = "seeds_environment.json"  # beside the records
@@ -59,7 +58,7 @@ def main() -> None:
     variants = [params.model(name).name for name in args.variants or params.models]
     kept = []
     if args.variants and args.output.exists():
-        kept = [r for r in json.loads(args.output.read_text()) if r["variant"] not in variants]
+        kept = [r for r in read_seed_records(args.output) if r["variant"] not in variants]
     runs = [Run(variant, seed, evaluate=True) for variant in variants for seed in args.seeds]
     results: list[dict[str, Any]] = []
 
