@@ -19,6 +19,7 @@ from stages.environment import environment
 from stages.errors import raise_if_interrupted
 from stages.files import atomic_output, json_text
 from stages.keras_file import canonicalize
+from stages.mnist import NUM_CLASSES
 from stages.models import build_model, compile_model, one_hot, scale
 from stages.params import ModelParams, Params, TrainParams
 from stages.paths import history_file, model_file, training_file
@@ -48,6 +49,25 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
         keras_compat.apply()
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def training_batches(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int
+) -> tf.data.Dataset:
+    """The training set in scaled, one-hot batches, in a new order each epoch drawn from `seed`.
+
+    Keras's own path for arrays restarts its seeded shuffle with each epoch's iterator, so every
+    epoch would see the same order; tf.data's shuffle draws the next order at each iteration.
+    """
+    pixels, digits = tf.constant(images), tf.constant(labels)
+
+    def batch(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        scaled = tf.cast(tf.gather(pixels, indices), tf.float32) / 255.0
+        return scaled, tf.one_hot(tf.gather(digits, indices), NUM_CLASSES)
+
+    order = tf.data.Dataset.range(len(labels))
+    order = order.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    return order.batch(batch_size).map(batch).prefetch(tf.data.AUTOTUNE)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -99,9 +119,7 @@ def fit_variant(
         model.summary()
         print(f"{train_params.strategy} strategy: {strategy.num_replicas_in_sync} replica(s)")
     return model.fit(
-        scale(train[0]),
-        one_hot(train[1]),
-        batch_size=model_params.batch_size,
+        training_batches(*train, model_params.batch_size, train_params.seed),
         epochs=model_params.epochs,
         validation_data=(scale(validation[0]), one_hot(validation[1])),
         validation_batch_size=train_params.validation_batch_size,

@@ -82,7 +82,7 @@ def test_bad_value_names_key_and_value(key: str, value: object) -> None:
 def test_strategies_need_one_step_per_execution(strategy: str) -> None:
     raw = repo_params()
     raw["train"]["strategy"] = strategy
-    with pytest.raises(ParamsError, match=r"train\.steps_per_execution = 32 .*keras#19246"):
+    with pytest.raises(ParamsError, match=r"train\.steps_per_execution = 128 .*keras#19246"):
         parse_params(raw)
     raw["train"]["steps_per_execution"] = 1
     assert parse_params(raw).train.strategy == strategy

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from stages.environment import environment
-from stages.models import build_model, learning_rate, scale
+from stages.models import build_model, learning_rate, one_hot, scale
 from stages.params import load_params
-from stages.training import fit_variant
+from stages.training import fit_variant, training_batches
 from tests.conftest import REPO
 
 PARAMS = load_params(REPO / "params.yaml")
@@ -45,6 +45,36 @@ def fit(
         extra_callbacks=callbacks,
     )
     return keras.models.load_model(model_path, safe_mode=True)
+
+
+def epoch_orders(seed: int, epochs: int = 3, count: int = 300) -> list[np.ndarray]:
+    """Which images `training_batches` yields, in order, in each of `epochs` passes."""
+    images = np.zeros((count, 28, 28), np.uint8)
+    images[:, 0, 0], images[:, 0, 1] = np.arange(count) % 256, np.arange(count) // 256
+    labels = (np.arange(count) % 10).astype(np.uint8)
+    dataset = training_batches(images, labels, batch_size=64, seed=seed)
+    orders = []
+    for _ in range(epochs):  # a new iterator per pass, as Keras makes one per epoch
+        batches = [(x.numpy(), y.numpy()) for x, y in dataset]
+        assert [len(y) for _, y in batches] == [64, 64, 64, 64, 44]
+        x, y = (np.concatenate(part) for part in zip(*batches, strict=True))
+        order = np.rint(x[:, 0, 0] * 255 + x[:, 0, 1] * 255 * 256).astype(int)
+        np.testing.assert_array_equal(x, scale(images[order]))
+        np.testing.assert_array_equal(y, one_hot(labels[order]))
+        orders.append(order)
+    return orders
+
+
+def test_training_batches_reshuffle_every_epoch_from_the_seed() -> None:
+    """Each epoch sees every image once, in a new order; the seed fixes the sequence of orders."""
+    orders = epoch_orders(seed=1)
+    for order in orders:
+        np.testing.assert_array_equal(np.sort(order), np.arange(300))
+    assert not np.array_equal(orders[0], np.arange(300))
+    assert not np.array_equal(orders[0], orders[1])
+    assert not np.array_equal(orders[1], orders[2])
+    np.testing.assert_array_equal(np.stack(orders), np.stack(epoch_orders(seed=1)))
+    assert not np.array_equal(orders[0], epoch_orders(seed=2, epochs=1)[0])
 
 
 class ForgetAfterFirstEpoch(keras.callbacks.Callback):
