@@ -67,7 +67,9 @@ def training_batches(
 
     order = tf.data.Dataset.range(len(labels))
     order = order.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    return order.batch(batch_size).map(batch).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.autotune.enabled = False  # else each epoch's end waits up to 2 s for its thread
+    return order.batch(batch_size).map(batch).prefetch(2).with_options(options)
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -103,9 +103,20 @@ MUTATIONS = (
     Mutation(
         "steps_per_execution changes the arithmetic",
         "stages/training.py",
-        "        batch_size=model_params.batch_size,\n",
-        "        batch_size=model_params.batch_size * train_params.steps_per_execution // 32,\n",
+        "training_batches(*train, model_params.batch_size, train_params.seed)",
+        "training_batches(\n"
+        "            *train,\n"
+        "            model_params.batch_size * train_params.steps_per_execution // 128,\n"
+        "            train_params.seed,\n"
+        "        )",
         ("tests/test_train.py::test_speed_settings_leave_the_weights_unchanged",),
+    ),
+    Mutation(
+        "every epoch in the same order",
+        "stages/training.py",
+        "reshuffle_each_iteration=True",
+        "reshuffle_each_iteration=False",
+        ("tests/test_train.py::test_training_batches_reshuffle_every_epoch_from_the_seed",),
     ),
     Mutation(
         "canonical .keras keeps the save date",
