@@ -3,8 +3,9 @@
 With two or more workers, the pinned Keras fails in `model.fit`:
 
 1. `_maybe_symbolic_build` reduces the first batch across the workers to learn its shapes, and
-   that collective fails (keras-team/keras#20585). The fix builds from this worker's own first
-   replica batch: every replica's batch has the same per-example shapes.
+   that collective fails (keras-team/keras#20585). The fix builds from the shapes and dtypes of
+   the training data's element spec: no collective, and no batch drawn (drawing one starts an
+   iterator, which would move the shuffle on by an epoch against a run on one worker).
 2. `reduce_per_replica` averages the logged values along axis 0, which a scalar loss does not
    have (tensorflow/tensorflow#72388). The fix averages scalars with `axis=None`.
 
@@ -36,16 +37,14 @@ def local_value(value: Any, strategy: tf.distribute.Strategy) -> Any:
     return value
 
 
-def first_replica_batch(self: keras.Model, iterator: Any = None, data_batch: Any = None) -> None:
-    """Keras's `_maybe_symbolic_build`, building from this worker's first replica batch."""
+def build_from_element_spec(
+    self: keras.Model, iterator: Any = None, data_batch: Any = None
+) -> None:
+    """Keras's `_maybe_symbolic_build`, building from the element spec of the data."""
     if self._distribute_strategy is None:
         return
     if iterator is not None:
-        for _, _, batches in iterator:
-            data_batch = tree.map_structure(
-                lambda value: local_value(value, self.distribute_strategy), next(batches)
-            )
-            break
+        data_batch = iterator.data_adapter.get_tf_dataset().element_spec
     with self.distribute_strategy.scope():
         self._symbolic_build(data_batch=data_batch)
 
@@ -72,5 +71,5 @@ def apply() -> None:
             "install the pinned versions (`make install`), or verify the fix in "
             "stages/keras_compat.py on this version",
         )
-    trainer.TensorFlowTrainer._maybe_symbolic_build = first_replica_batch
+    trainer.TensorFlowTrainer._maybe_symbolic_build = build_from_element_spec
     trainer.reduce_per_replica = reduce_per_replica
