@@ -123,6 +123,7 @@ def fit_variant(
     return model.fit(
         training_batches(*train, model_params.batch_size, train_params.seed),
         epochs=model_params.epochs,
+        shuffle=False,  # training_batches shuffles; Keras would warn that it cannot
         validation_data=(scale(validation[0]), one_hot(validation[1])),
         validation_batch_size=train_params.validation_batch_size,
         callbacks=[

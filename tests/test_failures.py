@@ -131,12 +131,13 @@ TENSORFLOW_NOISE = re.compile(
 )
 
 
-def test_stages_print_no_tensorflow_start_up_lines_but_still_their_errors(
+def test_stages_print_no_tensorflow_start_up_lines_nor_warnings_but_still_their_errors(
     tiny_copy: Path,
 ) -> None:
     for stage in ("train", "evaluate"):
         result = run_stage(stage, "wide", cwd=tiny_copy)
         assert not TENSORFLOW_NOISE.search(result.stderr + result.stdout), result.stderr
+        assert result.stderr == ""
         assert "wide:" in result.stdout.splitlines()[-1]
 
     (tiny_copy / "models" / "wide.keras").write_bytes(b"not a zip file")
