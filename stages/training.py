@@ -19,7 +19,6 @@ from stages.environment import environment
 from stages.errors import raise_if_interrupted
 from stages.files import atomic_output, json_text
 from stages.keras_file import canonicalize
-from stages.mnist import NUM_CLASSES
 from stages.models import build_model, compile_model, one_hot, scale
 from stages.params import ModelParams, Params, TrainParams
 from stages.paths import history_file, model_file, training_file
@@ -59,11 +58,10 @@ def training_batches(
     Keras's own path for arrays restarts its seeded shuffle with each epoch's iterator, so every
     epoch would see the same order; tf.data's shuffle draws the next order at each iteration.
     """
-    pixels, digits = tf.constant(images), tf.constant(labels)
+    inputs, targets = tf.constant(scale(images)), tf.constant(one_hot(labels))
 
     def batch(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        scaled = tf.cast(tf.gather(pixels, indices), tf.float32) / 255.0
-        return scaled, tf.one_hot(tf.gather(digits, indices), NUM_CLASSES)
+        return tf.gather(inputs, indices), tf.gather(targets, indices)
 
     order = tf.data.Dataset.range(len(labels))
     order = order.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
