@@ -11,6 +11,7 @@ SUMMARY_FILE = REPORTS_DIR / "summary.md"
 HISTORY_TABLE_FILE = REPORTS_DIR / "history.csv"  # every variant's history, for DVC plots
 CHART_FILE = REPORTS_DIR / "val_accuracy.png"
 SEEDS_FILE = REPORTS_DIR / "seeds.json"  # written by `python -m tools.seed_study`
+SEEDS_CURRENT_FILE = REPORTS_DIR / "seeds_current.json"  # its records of today's code and params
 TEMPLATE_FILE = REPORTS_DIR / "plots_template.html"
 
 
@@ -29,6 +30,11 @@ def history_file(variant: str) -> Path:
 def training_file(variant: str) -> Path:
     """The train stage's record: best epoch, epochs run, timings and environment."""
     return Path("history") / f"{variant}.json"
+
+
+def training_metrics_file(variant: str) -> Path:
+    """The train stage's DVC metrics: validation only, so a sweep shows in `dvc exp show`."""
+    return Path("metrics/train") / f"{variant}.json"
 
 
 def metrics_file(variant: str) -> Path:

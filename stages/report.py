@@ -18,15 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from scipy.stats import binomtest
 
 from stages.errors import StageError, run_stage
-from stages.files import read_json, write_text
+from stages.files import read_json, write_json, write_text
+from stages.fingerprint import fingerprint, read_workspace
 from stages.history import HISTORY_COLUMNS, read_history
-from stages.params import ModelParams, load_params
+from stages.params import PARAMS_FILE, load_params
 from stages.paths import (
     CHART_FILE,
     HISTORY_TABLE_FILE,
+    SEEDS_CURRENT_FILE,
     SEEDS_FILE,
     SUMMARY_FILE,
     history_file,
@@ -43,21 +46,35 @@ def percent(value: float) -> str:
     return f"{100 * value:.2f} %"
 
 
-def recipe(params: ModelParams) -> str:
-    """A variant's params as the seed study records them: params.yaml's keys, sorted.
+def current_records(
+    records: list[dict[str, Any]], fingerprints: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The seed study's records made by today's code and params of their variant."""
+    return [r for r in records if fingerprints.get(r["variant"]) == r.get("fingerprint")]
 
-    Optional keys at their defaults are left out, so adding one keeps older records valid.
-    """
-    return json.dumps(params.model_dump(exclude={"name"}, exclude_defaults=True), sort_keys=True)
+
+def stale_line(records: list[dict[str, Any]], current: list[dict[str, Any]]) -> str:
+    """One line naming the records left out of every statistic, or nothing when none is."""
+    stale = [r for r in records if r not in current]
+    if not stale:
+        return ""
+    variants = ", ".join(sorted({r["variant"] for r in stale}))
+    return (
+        f"{len(stale)} seed-study record(s) of {variants} left out: made by other code or "
+        f"params than today's ({SEEDS_HINT} to redo them)\n"
+    )
 
 
-def seed_accuracies(records: list[dict], variant: str, current_recipe: str) -> list[float]:
-    """Test accuracies of the seed study's runs of this variant with today's params."""
-    return [
-        r["test_accuracy"]
-        for r in records
-        if r["variant"] == variant and r["recipe"] == current_recipe
-    ]
+def chart_records(
+    current: list[dict[str, Any]], references: dict[str, float]
+) -> list[dict[str, Any]]:
+    """The current records' test accuracies with each variant's 2016 figure, for the chart."""
+    keys = ("name", "variant", "seed", "test_accuracy")
+    return [{**{k: r[k] for k in keys}, "reference": references.get(r["variant"])} for r in current]
+
+
+def seed_accuracies(records: list[dict[str, Any]], variant: str) -> list[float]:
+    return [r["test_accuracy"] for r in records if r["variant"] == variant]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -232,19 +249,24 @@ def main() -> None:
     training = {variant: read_json(training_file(variant), hint) for variant in variants}
     histories = {variant: read_history(history_file(variant)) for variant in variants}
     correct = {v: np.equal(*read_predictions(v).T) for v in variants}
+    raw_params = yaml.safe_load(PARAMS_FILE.read_text())
+    fingerprints = {v: fingerprint(v, raw_params, read_workspace) for v in variants}
     records = read_seed_records()
-    seeds = {v: seed_accuracies(records, v, recipe(params.models[v])) for v in variants}
+    current = current_records(records, fingerprints)
+    seeds = {v: seed_accuracies(current, v) for v in variants}
 
     tables = {
         "results": summary_table(metrics, training, seeds, params.report.reference_accuracy),
         "significance": significance_table(correct, seeds),
         "environment": environment_table(training),
     }
+    stale = stale_line(records, current)
     write_text(
         SUMMARY_FILE,
-        "# Results\n\n{results}\n## Is a difference real?\n\n{significance}\n"
-        "## Environment\n\n{environment}".format(**tables),
+        "# Results\n\n{results}\n{stale}## Is a difference real?\n\n{significance}\n"
+        "## Environment\n\n{environment}".format(**tables, stale=stale and stale + "\n"),
     )
+    write_json(SEEDS_CURRENT_FILE, chart_records(current, params.report.reference_accuracy))
     write_text(HISTORY_TABLE_FILE, history_csv(histories))
     plot_validation_accuracy(histories, CHART_FILE)
     if args.readme:

@@ -21,7 +21,7 @@ from stages.files import atomic_output, json_text
 from stages.keras_file import canonicalize
 from stages.models import build_model, compile_model, one_hot, scale
 from stages.params import ModelParams, Params, TrainParams
-from stages.paths import history_file, model_file, training_file
+from stages.paths import history_file, model_file, training_file, training_metrics_file
 
 
 def configure_tensorflow(params: TrainParams) -> None:
@@ -153,6 +153,11 @@ def training_record(history: dict[str, list[float]], train_size: int, threads: i
     }
 
 
+def training_metrics(record: dict) -> dict:
+    """The record without timings or machine: what the same params must reproduce."""
+    return {"validation": record["validation"], "epochs": record["epochs"]}
+
+
 def is_chief(params: TrainParams) -> bool:
     """Whether this process writes the outputs: always, except on a multi_worker non-chief.
 
@@ -202,10 +207,12 @@ def train(variant: str, params: Params) -> None:
         atomic_output(model_file(variant)) as model_temporary,
         atomic_output(history_file(variant)) as history_temporary,
         atomic_output(training_file(variant)) as record_temporary,
+        atomic_output(training_metrics_file(variant)) as metrics_temporary,
     ):
         record = fit_and_record(
             variant, params, (model_temporary, history_temporary, record_temporary)
         )
+        metrics_temporary.write_text(json_text(training_metrics(record)))
     best = record["validation"]
     print(
         f"{variant}: best validation accuracy {best['best_accuracy']:.4f} at epoch "

@@ -2,46 +2,60 @@
 
     python -m tools.sweep [--jobs 2] [--readme docs/tuning.md]
 
-Each run is the real train stage (tools/runs.py); the test set is never evaluated. Records go
-to reports/sweep.json as they finish, and a rerun skips the runs already recorded there, so an
-interrupted sweep resumes and a new recipe costs only its own runs. The table ranks recipes by
+Each run is a DVC experiment named for what it is (`sweep-wide-adam-cosine-ls-s1`: `dvc exp
+run -S models.wide.optimizer=adam ... train@wide`), run through DVC's queue `--jobs` at a time
+(tools/experiments.py); the test set is never evaluated. Records go to reports/sweep.json as
+runs finish, each with the fingerprint of the code and params it ran, so a rerun does only
+what is missing or stale and a new recipe costs only its own runs. The table ranks recipes by
 mean validation accuracy; the first of each variant (in bold) is the one params.yaml holds.
 """
 
 import argparse
-import json
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from stages.files import write_json
+from stages.errors import StageError, run_stage
+from stages.params import load_params, parse_params
 from stages.report import mean_std, update_readme
-from tools.runs import CODE, Run, execute_all
+from tools.experiments import Run, run_study
 
-SPACE_FILE = CODE / "tools/sweep.yaml"
+SPACE_FILE = Path(__file__).with_name("sweep.yaml")
 RESULTS_FILE = Path("reports/sweep.json")
+HINT = "run `python -m tools.sweep`"
+RECIPE_NAME = re.compile(r"[a-z0-9][a-z0-9.-]*")  # it becomes part of an experiment's name
 
 
 def planned_runs(space: dict[str, Any]) -> list[Run]:
     return [
-        Run(variant, seed, overrides)
+        Run(variant, seed, recipe, overrides)
         for variant, recipes in space["variants"].items()
-        for overrides in recipes.values()
+        for recipe, overrides in recipes.items()
         for seed in space["seeds"]
     ]
 
 
-def recorded(run: Run, records: list[dict[str, Any]]) -> bool:
-    return any(
-        (r["variant"], r["seed"], r["overrides"]) == (run.variant, run.seed, run.overrides)
-        for r in records
-    )
-
-
-def recipe_name(space: dict[str, Any], variant: str, overrides: dict[str, Any]) -> str:
-    names = [name for name, known in space["variants"][variant].items() if known == overrides]
-    return names[0]
+def check_space(space: Any, params: dict[str, Any]) -> None:
+    """Distinct seeds, known variants, recipe names fit for Git refs, overrides params accept."""
+    if not isinstance(space, dict) or not {"seeds", "variants"} <= set(space):
+        raise StageError("the sweep space needs `seeds` and `variants`", "see tools/sweep.yaml")
+    seeds = space["seeds"]
+    if len(set(seeds)) != len(seeds):
+        raise StageError(f"the sweep's seeds {seeds} repeat a seed", "name each seed once")
+    for run in planned_runs(space):
+        if run.variant not in params["models"]:
+            raise StageError(
+                f"the sweep names variant {run.variant!r}, not in params.yaml's models",
+                f"use one of {sorted(params['models'])}",
+            )
+        if not RECIPE_NAME.fullmatch(run.recipe):
+            raise StageError(
+                f"recipe name {run.recipe!r} is not allowed: expected {RECIPE_NAME.pattern}",
+                "rename it in the sweep space",
+            )
+        parse_params(run.params(params))
 
 
 def ranking(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -92,32 +106,24 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     args = parser.parse_args()
 
+    load_params()
+    params = yaml.safe_load(Path("params.yaml").read_text())
     space = yaml.safe_load(args.space.read_text())
-    records = json.loads(args.output.read_text()) if args.output.exists() else []
-    todo = [run for run in planned_runs(space) if not recorded(run, records)]
-    print(f"{len(todo)} runs to do, {len(records)} recorded")
-
-    def record(run: Run, result: dict[str, Any]) -> None:
-        name = recipe_name(space, run.variant, run.overrides)
-        records.append(
-            {
-                "variant": run.variant,
-                "recipe": name,
-                "overrides": run.overrides,
-                "seed": run.seed,
-                "val_accuracy": result["val_accuracy"],
-                "best_epoch": result["best_epoch"],
-            }
-        )
-        write_json(args.output, records)
-        print(f"{run.variant} {name} seed {run.seed}: {result['val_accuracy']:.4f}", flush=True)
-
-    execute_all(todo, args.jobs, record)
-    table = sweep_table(ranking(records))
+    check_space(space, params)
+    runs = planned_runs(space)
+    order = [run.name for run in runs]
+    records = run_study(
+        runs,
+        args.jobs,
+        args.output,
+        HINT,
+        lambda r: order.index(r["name"]) if r["name"] in order else len(order),
+    )
+    table = sweep_table(ranking([record for record in records if record["name"] in order]))
     if args.readme:
         update_readme(args.readme, table, block="sweep")
     print(table)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

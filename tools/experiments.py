@@ -1,0 +1,322 @@
+"""Study runs as DVC experiments: one run's `dvc exp run`, its record, and DVC's queue for many.
+
+A run trains one variant with one seed (and, in a sweep, a recipe's overrides) as a named
+experiment of the current commit, with targets that rerun only that variant's stages:
+
+    dvc exp run -n seed-cnn-s3 -S train.seed=3 -S train.threads=1 evaluate@cnn
+
+Its record is read back from the experiment's Git commit, with the fingerprint of the code and
+params it ran (stages/fingerprint.py). A study writes each record as its run finishes, so
+nothing finished is lost, and a rerun does only the runs that are missing or stale.
+"""
+
+import copy
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stages.errors import StageError
+from stages.files import write_json
+from stages.fingerprint import Reader, fingerprint, read_workspace
+from stages.paths import MANIFEST_FILE, SPLITS, metrics_file, split_file, training_file
+
+POLL_SECONDS = 2  # how often the queue's finished experiments are looked for (a Git call)
+STATUS_EVERY = 5  # polls between two `dvc queue status` calls (about 1 s of CPU each)
+LOG_LINES = 12  # of a failed run's log, shown with its error
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: a variant, a seed and, in a sweep, a recipe's `models.<variant>` keys."""
+
+    variant: str
+    seed: int
+    recipe: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The experiment's name, which says what it is: seed-cnn-s3, sweep-wide-adam-s1."""
+        if self.recipe:
+            return f"sweep-{self.variant}-{self.recipe}-s{self.seed}"
+        return f"seed-{self.variant}-s{self.seed}"
+
+    @property
+    def evaluates(self) -> bool:
+        """A seed-study run reads the test set; a sweep run never does."""
+        return not self.recipe
+
+    def settings(self, threads: int) -> dict[str, Any]:
+        """The params that this run sets, as dotted keys."""
+        return {
+            "train.seed": self.seed,
+            "train.threads": threads,
+            **{f"models.{self.variant}.{key}": value for key, value in self.overrides.items()},
+        }
+
+    def params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """params.yaml as parsed, with the recipe's overrides applied."""
+        changed = copy.deepcopy(params)
+        changed["models"][self.variant].update(self.overrides)
+        return changed
+
+
+def threads_per_run(jobs: int) -> int:
+    """Each of `jobs` runs at a time gets its share of this process's cores."""
+    return max(1, len(os.sched_getaffinity(0)) // jobs)
+
+
+def override(key: str, value: Any) -> str:
+    """A `-S` argument: strings as they are, other values as JSON (numbers, booleans, lists)."""
+    return f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+def exp_run_command(run: Run, threads: int, queue: bool = False) -> list[str]:
+    """The `dvc exp run` of one run: its name, its params as -S and its variant's last stage."""
+    settings = [arg for k, v in run.settings(threads).items() for arg in ("-S", override(k, v))]
+    target = f"evaluate@{run.variant}" if run.evaluates else f"train@{run.variant}"
+    return ["dvc", "exp", "run", *(["--queue"] if queue else []), "-n", run.name, *settings, target]
+
+
+def dvc(*args: str) -> subprocess.CompletedProcess:
+    """Run DVC from this Python; fail with its last error line."""
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
+        raise StageError(f"`dvc {' '.join(args[:3])}` failed: {lines[-1]}", "run it to see why")
+    return result
+
+
+def git(*args: str) -> bytes:
+    return subprocess.run(["git", *args], capture_output=True, check=True).stdout
+
+
+def head_commit() -> str:
+    return git("rev-parse", "HEAD").decode().strip()
+
+
+def experiment_ref(base: str, name: str) -> str:
+    """Where DVC keeps experiment `name` of the commit `base`."""
+    return f"refs/exps/{base[:2]}/{base[2:]}/{name}"
+
+
+def commit_reader(commit: str) -> Reader:
+    return lambda path: git("show", f"{commit}:{path}")
+
+
+def experiment_commit(base: str, name: str) -> str | None:
+    """The commit of experiment `name` of `base`, or None when there is none."""
+    refs = git("for-each-ref", "--format=%(objectname)", experiment_ref(base, name))
+    return refs.decode().strip() or None
+
+
+def read_record(run: Run, base: str) -> dict[str, Any] | None:
+    """The record of the run's experiment of `base`, read from its commit; None when none ran.
+
+    It holds the validation result (and the test accuracy for a seed-study run), the threads it
+    ran on, the machine, the seconds that training took, and the fingerprint of what it ran.
+    """
+    commit = experiment_commit(base, run.name)
+    if commit is None:
+        return None
+    read = commit_reader(commit)
+    training = json.loads(read(str(training_file(run.variant))))
+    record = {
+        "name": run.name,
+        "variant": run.variant,
+        "seed": run.seed,
+        **({"recipe": run.recipe, "overrides": run.overrides} if run.recipe else {}),
+        "val_accuracy": training["validation"]["best_accuracy"],
+        "best_epoch": training["validation"]["best_epoch"],
+    }
+    if run.evaluates:
+        record["test_accuracy"] = json.loads(read(str(metrics_file(run.variant))))["test"][
+            "accuracy"
+        ]
+    params = yaml.safe_load(read("params.yaml"))
+    return {
+        **record,
+        "threads": training["environment"]["threads"],
+        "train_seconds": training["timing"]["seconds"],
+        "fingerprint": fingerprint(run.variant, params, read),
+        "base": base,
+        "experiment": commit,
+        "environment": training["environment"],
+    }
+
+
+def run_experiment(run: Run, threads: int) -> dict[str, Any]:
+    """Run one experiment here, in the foreground, and return its record: a worker's task."""
+    result = subprocess.run(exp_run_command(run, threads), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise run_failed(run.name, (result.stdout + result.stderr).splitlines())
+    record = read_record(run, head_commit())
+    if record is None:
+        raise StageError(f"dvc exp run made no experiment {run.name}", "run it to see why")
+    return record
+
+
+def run_failed(name: str, log: list[str]) -> StageError:
+    """Show the failed run's last log lines on stderr; return the one-line error that names it."""
+    for line in log[-LOG_LINES:]:
+        print(f"  {name} | {line}", file=sys.stderr)
+    return StageError(
+        f"experiment {name} failed (its last lines are above)",
+        "fix the cause and run the same command again: it does only what is missing or stale",
+    )
+
+
+def queue_states() -> dict[str, str]:
+    """Each queued or finished experiment's name and status, from `dvc queue status`."""
+    lines = dvc("queue", "status").stdout.splitlines()
+    rows = [line.split() for line in lines[1:] if line.strip() and "Worker status" not in line]
+    return {row[1]: row[-1] for row in rows if len(row) >= 4}
+
+
+def queue(runs: list[Run], threads: int, base: str) -> None:
+    """Queue the runs, first removing their earlier experiments and queue entries."""
+    names = [run.name for run in runs]
+    earlier = [name for name in names if experiment_commit(base, name)]
+    if earlier:
+        dvc("exp", "remove", *earlier)
+    finished = [name for name in names if name in queue_states()]
+    if finished:
+        dvc("queue", "remove", *finished)
+    for run in runs:
+        dvc(*exp_run_command(run, threads, queue=True)[1:])
+
+
+def start_workers(jobs: int) -> None:
+    """`dvc queue start -j N`, its output not piped: the detached workers would hold the pipe."""
+    command = [sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)]
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+
+def cancel(names: list[str]) -> list[str]:
+    """Remove the named runs that have not started and kill those that run; return the removed."""
+    states = queue_states()
+    waiting = [name for name in names if states.get(name) == "Queued"]
+    running = [name for name in names if states.get(name) == "Running"]
+    if waiting:
+        dvc("queue", "remove", *waiting)
+    if running:
+        dvc("queue", "kill", *running)
+    return waiting
+
+
+def run_queued(runs: list[Run], jobs: int, keep: Callable[[dict[str, Any]], None]) -> None:
+    """Run the runs through DVC's queue, `jobs` at a time; `keep` each record as it finishes.
+
+    A failed run removes the runs that have not started, lets the running ones finish and then
+    fails with its log. Ctrl-C removes the waiting runs and kills the running ones.
+    """
+    base = head_commit()
+    pending = {run.name: run for run in runs}
+    failed: str | None = None
+    try:
+        queue(runs, threads_per_run(jobs), base)
+        start_workers(jobs)
+        for poll in itertools.count():
+            for name in [name for name in pending if experiment_commit(base, name)]:
+                keep(read_record(pending.pop(name), base))
+            if not pending:
+                break
+            if poll % STATUS_EVERY == STATUS_EVERY - 1:
+                states = queue_states()
+                alive = ("Queued", "Running", "Success")  # a success's ref is read next poll
+                lost = [name for name in pending if states.get(name) not in alive]
+                if lost and not failed:
+                    failed = lost[0]
+                    for name in cancel(list(pending)):
+                        pending.pop(name)
+                for name in lost:
+                    pending.pop(name)
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        cancel(list(pending))
+        raise
+    if failed:
+        raise run_failed(failed, dvc("queue", "logs", failed).stdout.splitlines())
+
+
+def check_split() -> None:
+    """The split must be there (its files in the workspace, so in DVC's cache) before any run."""
+    missing = [str(p) for p in (MANIFEST_FILE, *map(split_file, SPLITS)) if not p.exists()]
+    if missing:
+        raise StageError(f"the split is missing: {', '.join(missing)}", "run `dvc repro split`")
+
+
+def check_jobs(jobs: int) -> None:
+    if jobs < 1:
+        raise StageError(f"--jobs {jobs} is not allowed: expected 1 or more", "pass --jobs 2")
+
+
+def read_records(path: Path, hint: str) -> list[dict[str, Any]]:
+    """A study's records file: a JSON list, or none yet."""
+    if not path.exists():
+        return []
+    try:
+        records = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise StageError(f"{path} is not valid JSON: {error}", hint) from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise StageError(f"{path} does not hold a list of records", hint)
+    if not all({"name", "fingerprint"} <= set(record) for record in records):
+        raise StageError(
+            f"{path} holds records without a name or fingerprint (older than DVC experiments)",
+            f"move it away and {hint}",
+        )
+    return records
+
+
+def run_study(
+    runs: list[Run], jobs: int, output: Path, hint: str, order: Callable[[dict[str, Any]], Any]
+) -> list[dict[str, Any]]:
+    """Run what is missing or stale of `runs` through DVC's queue; return every record.
+
+    `output` keeps the records of other runs too, written in `order` after each finished run.
+    A run whose experiment of this commit already finished with today's fingerprint is read
+    back from DVC instead of rerun.
+    """
+    check_jobs(jobs)
+    check_split()
+    records = {record["name"]: record for record in read_records(output, hint)}
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    current = {r.name: fingerprint(r.variant, r.params(params), read_workspace) for r in runs}
+
+    def keep(record: dict[str, Any]) -> None:
+        records[record["name"]] = record
+        write_json(output, sorted(records.values(), key=order))
+        result = record.get("test_accuracy", record["val_accuracy"])
+        kind = "test" if "test_accuracy" in record else "validation"
+        print(f"{record['name']}: {kind} accuracy {result:.4f}", flush=True)
+
+    base = head_commit()
+    todo = []
+    for run in runs:
+        if records.get(run.name, {}).get("fingerprint") == current[run.name]:
+            continue
+        finished = read_record(run, base)
+        if finished and finished["fingerprint"] == current[run.name]:
+            keep(finished)
+        else:
+            todo.append(run)
+    print(f"{len(todo)} runs to do, {len(runs) - len(todo)} recorded", flush=True)
+    try:
+        if todo:
+            run_queued(todo, jobs, keep)
+    except KeyboardInterrupt:
+        raise StageError(
+            f"interrupted: {len(records)} records kept in {output}; the queued runs are removed",
+            "run the same command again to do the rest",
+        ) from None
+    return sorted(records.values(), key=order)
