@@ -5,6 +5,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.train_speed import torch_installed
 from tests.conftest import run
 
@@ -71,3 +73,22 @@ def test_quick_profile_ranks_op_types_by_time(split_project: Path, tmp_path: Pat
     assert any("MatMul" in op for op in top_three), top_three
     assert len(wide["epoch_seconds"]) == 2
     assert all(math.isfinite(s) and s > 0 for s in wide["epoch_seconds"])
+
+
+def test_study_benchmark_times_a_real_study_through_the_queue(tiny_copy: Path) -> None:
+    output = tiny_copy / "studies.json"
+    (tiny_copy / "reports/seeds.json").unlink()
+    command = [sys.executable, "-m", "benchmarks.studies", "--seeds", "7", "--variants", "wide"]
+    result = run([*command, "--jobs", "1", "--output", str(output)], cwd=tiny_copy)
+    report = json.loads(output.read_text())
+    assert (report["runs"], report["jobs"], report["variants"]) == (1, 1, ["wide"])
+    for key in ("wall_seconds", "training_seconds", "wall_over_training_per_job"):
+        assert math.isfinite(report[key]) and report[key] > 0, key
+    # The wall time holds the training time and more: starting TensorFlow, evaluating, DVC.
+    assert report["wall_over_training_per_job"] > 1
+    assert report["overhead_seconds_per_run"] == pytest.approx(
+        report["wall_seconds"] - report["training_seconds"], abs=0.2
+    )
+    assert "| 1 | 1 × " in result.stdout
+    again = run([*command, "--jobs", "1", "--output", str(output)], cwd=tiny_copy, check=False)
+    assert again.returncode != 0 and "nothing ran" in again.stderr

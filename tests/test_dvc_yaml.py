@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from stages import paths
+from stages.fingerprint import SEED_KEY, fingerprinted_files, stage_definitions
 from tests.conftest import BIN, REPO, commit_all, dvc, repo_params, run
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -44,7 +45,24 @@ def test_stage_deps_are_exactly_the_modules_it_imports(name: str) -> None:
     definition = STAGES[name].get("do", STAGES[name])
     module = definition["cmd"].split()[2]  # python -m stages.<name> ...
     expected = {f"{m.replace('.', '/')}.py" for m in imported_modules(module)}
+    if name == "report":  # it counts the seed records made by today's train and evaluate code
+        expected |= set(fingerprinted_code())
     assert code_deps(STAGES[name]) == expected
+
+
+def fingerprinted_code() -> list[str]:
+    definitions = stage_definitions({"stages": STAGES}, "wide")
+    return [path for path in fingerprinted_files(definitions) if path.startswith("stages/")]
+
+
+def test_the_report_depends_on_every_input_of_the_seed_records_fingerprint() -> None:
+    """The report judges which seed records are current: what decides that must rerun it."""
+    definitions = stage_definitions({"stages": STAGES}, "wide")
+    assert set(fingerprinted_files(definitions)) <= set(STAGES["report"]["deps"])
+    keys = {key for d in definitions for key in d.get("params", []) if key != SEED_KEY}
+    report_keys = set(STAGES["report"]["params"])
+    assert {key for key in keys if not key.startswith("models.")} <= report_keys
+    assert "models" in report_keys
 
 
 def test_the_package_init_runs_no_code() -> None:
@@ -70,10 +88,12 @@ def test_stage_outputs_are_the_paths_the_code_writes() -> None:
         str(paths.model_file("wide")),
         str(paths.history_file("wide")),
         str(paths.training_file("wide")),
+        str(paths.training_metrics_file("wide")),
     }
     plots = {str(paths.plots_dir("wide") / name) for name in PLOT_FILES}
     assert resolved_outs("evaluate", "wide") == plots | {str(paths.metrics_file("wide"))}
-    report = {paths.SUMMARY_FILE, paths.HISTORY_TABLE_FILE, paths.CHART_FILE}
+    report = {paths.SUMMARY_FILE, paths.SEEDS_CURRENT_FILE, paths.HISTORY_TABLE_FILE}
+    report.add(paths.CHART_FILE)
     assert resolved_outs("report") == {str(path) for path in report}
     assert resolved_outs("plots_template") == {str(paths.TEMPLATE_FILE)}
     assert str(paths.SEEDS_FILE) in STAGES["report"]["deps"]

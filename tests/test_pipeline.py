@@ -71,6 +71,8 @@ def test_each_variant_writes_sane_metrics_and_plots(project: Path, variant: str)
 
     record = json.loads((project / "history" / f"{variant}.json").read_text())
     assert record["validation"] == result["validation"]
+    training_metrics = json.loads((project / "metrics/train" / f"{variant}.json").read_text())
+    assert training_metrics == {"validation": record["validation"], "epochs": epochs}
     assert record["epochs"] == epochs
     assert record["timing"]["seconds"] == pytest.approx(
         sum(float(r["seconds"]) for r in history), abs=0.01
@@ -103,7 +105,7 @@ def test_plots_show_writes_html_with_every_chart(project: Path, tmp_path: Path) 
     assert "Validation accuracy per epoch" in html
     assert "Validation loss per epoch" in html
     assert "Test accuracy over seeds" in html
-    seeds = json.loads((project / "reports" / "seeds.json").read_text())
+    seeds = json.loads((project / "reports" / "seeds_current.json").read_text())
     for variant in VARIANTS:
         studied = sum(record["variant"] == variant for record in seeds)
         epochs = TINY[f"models.{variant}.epochs"]

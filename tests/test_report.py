@@ -8,17 +8,18 @@ import numpy as np
 import pytest
 
 from stages.errors import StageError
-from stages.params import load_params
+from stages.fingerprint import fingerprint
 from stages.report import (
+    chart_records,
+    current_records,
     history_csv,
     mcnemar,
     mean_difference,
-    recipe,
-    seed_accuracies,
+    stale_line,
     summary_table,
     update_readme,
 )
-from tests.conftest import REPO, run_stage
+from tests.conftest import REPO, repo_params, run_stage
 
 
 def test_summary_table_puts_the_run_beside_the_seed_study_and_2016() -> None:
@@ -52,15 +53,75 @@ def test_summary_table_puts_the_run_beside_the_seed_study_and_2016() -> None:
     assert rows[3] == "| new | 10 | 2.50 | 90.00 % | – | – | – | – | – | 1 | 2 | 3 s | 1,234 |"
 
 
-def test_seed_accuracies_keep_only_runs_of_the_current_recipe() -> None:
-    params = load_params(REPO / "params.yaml")
-    current = recipe(params.model("wide"))
+def test_only_records_of_todays_fingerprint_count_and_the_rest_are_named_in_one_line() -> None:
+    def record(variant: str, seed: int, fingerprint: str, accuracy: float) -> dict:
+        name = f"seed-{variant}-s{seed}"
+        return {"name": name, "variant": variant, "seed": seed, "fingerprint": fingerprint,
+                "test_accuracy": accuracy}  # fmt: skip
+
     records = [
-        {"variant": "wide", "recipe": current, "test_accuracy": 0.985},
-        {"variant": "wide", "recipe": current.replace("0.001", "0.002"), "test_accuracy": 0.97},
-        {"variant": "small", "recipe": current, "test_accuracy": 0.96},
+        record("wide", 1, "a", 0.985),
+        record("wide", 2, "b", 0.97),
+        record("small", 1, "a", 0.96),
+        {"variant": "cnn", "seed": 1, "test_accuracy": 0.99},  # no fingerprint: an old record
     ]
-    assert seed_accuracies(records, "wide", current) == [0.985]
+    current = current_records(records, {"wide": "a", "small": "c", "cnn": "a"})
+    assert current == records[:1]
+    assert stale_line(records, current) == (
+        "3 seed-study record(s) of cnn, small, wide left out: made by other code or params than "
+        "today's (run `python -m tools.seed_study` to redo them)\n"
+    )
+    assert stale_line(current, current) == ""
+    assert chart_records(current, {"wide": 0.9836}) == [
+        {"name": "seed-wide-s1", "variant": "wide", "seed": 1, "test_accuracy": 0.985,
+         "reference": 0.9836}
+    ]  # fmt: skip
+
+
+def overlay(changes: dict[str, bytes]):
+    """A reader of the repo's files, with some files' bytes changed."""
+    return lambda path: changes[path] if path in changes else (REPO / path).read_bytes()
+
+
+def changed_params(dotted: str, value) -> dict:
+    params = repo_params()
+    *parents, last = dotted.split(".")
+    section = params
+    for key in parents:
+        section = section[key]
+    section[last] = value
+    return params
+
+
+def test_the_fingerprint_changes_with_what_decides_a_result_and_nothing_else() -> None:
+    params = repo_params()
+    today = fingerprint("wide", params, overlay({}))
+    assert today == fingerprint("wide", repo_params(), overlay({}))
+
+    def edited(path: str) -> bytes:
+        return (REPO / path).read_bytes() + b"\n# edited\n"
+
+    pipeline = (REPO / "dvc.yaml").read_text()
+    deciding = [
+        overlay({"stages/training.py": edited("stages/training.py")}),
+        overlay({"stages/evaluation.py": edited("stages/evaluation.py")}),
+        overlay({"data/split/manifest.json": edited("data/split/manifest.json")}),
+        overlay({"dvc.yaml": pipeline.replace("        - stages/tf_quiet.py\n", "", 1).encode()}),
+    ]
+    for read in deciding:
+        assert fingerprint("wide", params, read) != today
+    for dotted, value in [("models.wide.dropout", 0.1), ("train.steps_per_execution", 1)]:
+        assert fingerprint("wide", changed_params(dotted, value), overlay({})) != today
+
+    not_deciding = [
+        overlay({"stages/report.py": edited("stages/report.py")}),
+        overlay({"stages/fetch.py": edited("stages/fetch.py")}),
+        overlay({"dvc.yaml": pipeline.replace("reports/summary.md:", "reports/s.md:").encode()}),
+    ]
+    for read in not_deciding:
+        assert fingerprint("wide", params, read) == today
+    for dotted, value in [("train.seed", 7), ("train.threads", 1), ("models.small.dropout", 0.3)]:
+        assert fingerprint("wide", changed_params(dotted, value), overlay({})) == today
 
 
 def test_mcnemar_counts_discordant_digits_and_gives_the_exact_p_value() -> None:
@@ -110,7 +171,8 @@ def test_readme_tables_are_generated_from_the_committed_results(tmp_path: Path) 
 
     It reads HEAD, not the workspace: a local `make repro` rewrites timings there.
     """
-    inputs = ["params.yaml", "README.md", "metrics", "history", "plots", "reports"]
+    inputs = ["params.yaml", "dvc.yaml", "stages", "data/split/manifest.json", "README.md"]
+    inputs += ["metrics", "history", "plots", "reports"]
     archive = subprocess.run(
         ["git", "archive", "--format=tar", "HEAD", *inputs], cwd=REPO, capture_output=True
     ).stdout

@@ -1,104 +1,320 @@
-"""The sweep and the seed study run the real stages in scratch folders and record what they saw."""
+"""The sweep and the seed study: every run a DVC experiment through DVC's queue, nothing stale.
+
+Each study here runs the real stages on the tiny pipeline (one or two epochs) in a copy.
+"""
 
 import json
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from stages.params import load_params
-from stages.report import recipe, seed_accuracies
-from tests.conftest import REPO, TINY_SETTINGS, repo_params, run, run_stage
-from tools.sweep import planned_runs, ranking, recorded
+from stages.fingerprint import fingerprint
+from tests.conftest import (
+    REPO,
+    assert_fails_cleanly,
+    copy_project,
+    dvc,
+    repo_params,
+    run,
+    run_stage,
+    subprocess_env,
+)
+from tools.experiments import Run, threads_per_run
+from tools.sweep import planned_runs, ranking
 
-VARIANTS = tuple(load_params(REPO / "params.yaml").models)
+SEEDS = ("1", "2")
+VARIANTS = ("small", "wide")
+
+
+def seed_study_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tools.seed_study", *args]
+
+
+def read_records(project: Path, name: str = "reports/seeds.json") -> list[dict]:
+    return json.loads((project / name).read_text())
+
+
+def experiments(project: Path) -> dict[str, dict]:
+    """`dvc exp show --json`: each experiment of HEAD by name, with its params and metrics."""
+    shown = json.loads(dvc("exp", "show", "--json", cwd=project).stdout)
+    found = {}
+    for baseline in shown:
+        for experiment in baseline.get("experiments") or []:
+            revision = experiment["revs"][0]
+            found[revision["name"]] = revision["data"]
+    return found
+
+
+def committed_file(project: Path, commit: str, path: str) -> str:
+    return run(["git", "show", f"{commit}:{path}"], cwd=project).stdout
 
 
 @pytest.fixture(scope="module")
-def seed_study(
-    tiny_project: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, list[dict]]:
-    """The seed study over two seeds, in a copy of the tiny pipeline, into the copy's reports/."""
+def seed_study(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed study of two variants over two seeds, in a copy of the tiny pipeline."""
     folder = tmp_path_factory.mktemp("seeds") / "project"
     project = Path(shutil.copytree(tiny_project, folder, symlinks=True))
-    run([sys.executable, "-m", "tools.seed_study", "--seeds", "1", "2"], cwd=project)
-    return project, json.loads((project / "reports/seeds.json").read_text())
+    (project / "reports/seeds.json").unlink()
+    command = seed_study_command("--seeds", *SEEDS, "--variants", *VARIANTS, "--jobs", "2")
+    assert "4 runs to do, 0 recorded" in run(command, cwd=project).stdout
+    return project
 
 
-def test_seed_study_records_every_variant_and_seed(seed_study: tuple[Path, list[dict]]) -> None:
-    project, records = seed_study
-    assert [(r["variant"], r["seed"]) for r in records] == [
-        (variant, seed) for variant in VARIANTS for seed in (1, 2)
-    ]
-    params = load_params(project / "params.yaml")
+@pytest.fixture
+def seed_copy(seed_study: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(seed_study, tmp_path / "project", symlinks=True))
+
+
+def test_every_run_is_an_experiment_that_dvc_exp_show_lists(seed_study: Path) -> None:
+    records = read_records(seed_study)
+    names = [f"seed-{variant}-s{seed}" for variant in VARIANTS for seed in SEEDS]
+    assert [record["name"] for record in records] == names
+    shown = experiments(seed_study)
+    assert set(shown) == set(names)
     for record in records:
-        epochs = TINY_SETTINGS[f"models.{record['variant']}.epochs"]
-        assert 0.8 < record["test_accuracy"] <= 1 and 0.8 < record["val_accuracy"] <= 1
-        assert 1 <= record["best_epoch"] <= epochs
-        assert record["recipe"] == recipe(params.model(record["variant"]))
-        reference = params.report.reference_accuracy.get(record["variant"])  # none for cnn
-        assert record["reference"] == reference
-    environment = json.loads((project / "reports/seeds_environment.json").read_text())
-    assert environment["op_determinism"] is True
+        data = shown[record["name"]]
+        variant = record["variant"]
+        assert data["params"]["params.yaml"]["data"]["train"]["seed"] == record["seed"]
+        metrics = data["metrics"]
+        assert (
+            metrics[f"metrics/{variant}.json"]["data"]["test"]["accuracy"]
+            == (record["test_accuracy"])
+        )
+        validation = metrics[f"metrics/train/{variant}.json"]["data"]["validation"]
+        assert validation == {
+            "best_accuracy": record["val_accuracy"],
+            "best_epoch": record["best_epoch"],
+        }
+        assert record["threads"] == threads_per_run(2) == record["environment"]["threads"]
+        # Only this variant's stages ran: the others keep the committed run's seed in dvc.lock.
+        lock = yaml.safe_load(committed_file(seed_study, record["experiment"], "dvc.lock"))
+        for name, stage in lock["stages"].items():
+            if name.startswith("train@"):
+                seed = stage["params"]["params.yaml"]["train.seed"]
+                assert seed == (record["seed"] if name == f"train@{variant}" else 42), name
 
 
-def test_seed_study_seed_changes_the_result_and_the_report_reads_it(
-    seed_study: tuple[Path, list[dict]],
+def test_records_carry_the_fingerprint_of_what_they_ran(seed_study: Path) -> None:
+    head = run(["git", "rev-parse", "HEAD"], cwd=seed_study).stdout.strip()
+    params = yaml.safe_load((seed_study / "params.yaml").read_text())
+    for record in read_records(seed_study):
+        assert record["base"] == head
+        workspace = fingerprint(record["variant"], params, lambda p: (seed_study / p).read_bytes())
+        assert record["fingerprint"] == workspace
+    seeds = {r["variant"]: r["test_accuracy"] for r in read_records(seed_study)}
+    assert len(seeds) == 2 and len(set(seeds.values())) == 2
+
+
+def test_a_second_call_runs_nothing(seed_copy: Path) -> None:
+    before = read_records(seed_copy)
+    command = seed_study_command("--seeds", *SEEDS, "--variants", *VARIANTS)
+    assert "0 runs to do, 4 recorded" in run(command, cwd=seed_copy).stdout
+    assert read_records(seed_copy) == before
+    assert "Queued" not in dvc("queue", "status", cwd=seed_copy).stdout
+
+
+def test_the_report_counts_current_records_and_a_changed_training_module_makes_them_stale(
+    seed_copy: Path,
 ) -> None:
-    project, records = seed_study
-    wide = [r["test_accuracy"] for r in records if r["variant"] == "wide"]
-    assert wide[0] != wide[1]  # another seed, another draw
-    run_stage("report", cwd=project)
-    summary = (project / "reports/summary.md").read_text()
-    params = load_params(project / "params.yaml")
+    run_stage("report", cwd=seed_copy)
+    summary = (seed_copy / "reports/summary.md").read_text()
+    assert "left out" not in summary
     for variant in VARIANTS:
-        accuracies = seed_accuracies(records, variant, recipe(params.model(variant)))
-        assert len(accuracies) == 2
-        assert f"| {variant} | " in summary and "| 2 | " in summary
+        row = next(line for line in summary.splitlines() if line.startswith(f"| {variant} |"))
+        assert row.split(" | ")[4] == "2"  # the Seeds column
+    charted = read_records(seed_copy, "reports/seeds_current.json")
+    assert [r["name"] for r in charted] == [r["name"] for r in read_records(seed_copy)]
 
+    before = {r["name"]: r for r in read_records(seed_copy)}
+    with (seed_copy / "stages/training.py").open("a") as module:
+        module.write("\n# a change to the training code\n")
+    summary = run_stage("report", cwd=seed_copy).stdout
+    assert "4 seed-study record(s) of small, wide left out" in summary
+    assert read_records(seed_copy, "reports/seeds_current.json") == []
 
-def test_seed_study_of_some_variants_keeps_the_others_records(
-    seed_study: tuple[Path, list[dict]], tmp_path: Path
-) -> None:
-    project = Path(shutil.copytree(seed_study[0], tmp_path / "project", symlinks=True))
-    command = [sys.executable, "-m", "tools.seed_study", "--variants", "small", "--seeds", "3"]
-    run(command, cwd=project)
-    records = json.loads((project / "reports/seeds.json").read_text())
-    assert [(r["variant"], r["seed"]) for r in records] == [("small", 3)] + [
-        (variant, seed) for variant in VARIANTS[1:] for seed in (1, 2)
-    ]
-    assert [r for r in records if r["variant"] != "small"] == [
-        r for r in seed_study[1] if r["variant"] != "small"
-    ]
-
-
-def test_sweep_ranks_recipes_by_validation_and_resumes(tiny_copy: Path) -> None:
-    space = {
-        "seeds": [1],
-        "variants": {"wide": {"plain": {}, "smoothed": {"label_smoothing": 0.1}}},
+    command = seed_study_command("--seeds", "1", "--variants", "wide", "--jobs", "2")
+    assert "1 runs to do, 0 recorded" in run(command, cwd=seed_copy).stdout
+    after = {r["name"]: r for r in read_records(seed_copy)}
+    assert after["seed-wide-s1"]["fingerprint"] != before["seed-wide-s1"]["fingerprint"]
+    assert {name: after[name] for name in before if name != "seed-wide-s1"} == {
+        name: record for name, record in before.items() if name != "seed-wide-s1"
     }
-    (tiny_copy / "space.yaml").write_text(yaml.safe_dump(space))
+    summary = run_stage("report", cwd=seed_copy).stdout
+    assert "3 seed-study record(s) of small, wide left out" in summary
+    charted = read_records(seed_copy, "reports/seeds_current.json")
+    assert [r["name"] for r in charted] == ["seed-wide-s1"]
+
+
+def test_a_foreground_run_gives_the_queued_record(seed_copy: Path) -> None:
+    """The one-run function that a worker on another machine calls: the same record."""
+    queued = {r["name"]: r for r in read_records(seed_copy)}["seed-wide-s2"]
+    dvc("exp", "remove", "seed-wide-s2", cwd=seed_copy)
+    script = (
+        "import json; from tools.experiments import Run, run_experiment; "
+        "print(json.dumps(run_experiment(Run('wide', 2), 1)))"
+    )
+    foreground = json.loads(run([sys.executable, "-c", script], cwd=seed_copy).stdout)
+    timings = ("train_seconds", "experiment")
+    assert {k: v for k, v in foreground.items() if k not in timings} == {
+        k: v for k, v in queued.items() if k not in timings
+    }
+
+
+def wait_for_records(project: Path, count: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 600  # a guard against a hung queue, not a timing check
+    path = project / "reports/seeds.json"
+    while not (path.exists() and len(read_records(project)) >= count):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+
+
+def test_a_study_stopped_by_ctrl_c_keeps_finished_runs_and_the_rerun_does_the_rest(
+    tiny_project: Path, tmp_path: Path
+) -> None:
+    project = Path(shutil.copytree(tiny_project, tmp_path / "project", symlinks=True))
+    (project / "reports/seeds.json").unlink()
+    command = seed_study_command("--seeds", "1", "2", "3", "--variants", "wide", "--jobs", "1")
+    process = subprocess.Popen(
+        command, cwd=project, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    wait_for_records(project, 1, process)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr.decode()
+    assert "Traceback" not in stderr.decode()
+    assert "error: interrupted:" in stderr.decode().splitlines()[-1]
+    kept = read_records(project)
+    assert 1 <= len(kept) < 3
+    states = dvc("queue", "status", cwd=project).stdout
+    assert "Queued" not in states and "Running" not in states
+
+    rerun = run(command, cwd=project).stdout
+    assert f"{3 - len(kept)} runs to do, {len(kept)} recorded" in rerun
+    records = read_records(project)
+    assert [r["name"] for r in records] == ["seed-wide-s1", "seed-wide-s2", "seed-wide-s3"]
+    assert records[: len(kept)] == kept
+
+
+def test_a_failed_run_removes_the_queued_ones_and_names_itself(
+    tiny_project: Path, tmp_path: Path
+) -> None:
+    """Seed 1 fails at once, seed 2 trains slowly while the study notices, seed 3 waits."""
+    project = Path(shutil.copytree(tiny_project, tmp_path / "project", symlinks=True))
+    (project / "reports/seeds.json").unlink()
+    training = project / "stages/training.py"
+    training.write_text(
+        training.read_text().replace(
+            "    if not is_chief(params.train):",
+            "    if params.train.seed == 1:\n        raise ValueError('seed 1 breaks')\n"
+            "    time.sleep(30)\n"
+            "    if not is_chief(params.train):",
+        )
+    )
+    command = seed_study_command("--seeds", "1", "2", "3", "--variants", "wide", "--jobs", "1")
+    result = run(command, cwd=project, check=False)
+    assert_fails_cleanly(result, "experiment seed-wide-s1 failed")
+    assert "seed-wide-s1 | ValueError: seed 1 breaks" in result.stderr
+    assert [r["name"] for r in read_records(project)] == ["seed-wide-s2"]  # it finished
+    states = dvc("queue", "status", cwd=project).stdout
+    assert "seed-wide-s3" not in states  # removed before it started
+    listed = dvc("exp", "list", "--name-only", cwd=project).stdout.split()
+    assert listed == ["seed-wide-s2"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--jobs", "0"), "--jobs 0 is not allowed"),
+        (("--jobs", "-2"), "--jobs -2 is not allowed"),
+        (("--seeds", "1", "1"), "--seeds repeats [1]"),
+        (("--seeds", "1", "42"), "--seeds includes 42, the committed run's train.seed"),
+        (("--variants", "nope"), "unknown variant 'nope'"),
+        (("--output", "{bad}"), "bad.json is not valid JSON"),
+    ],
+)
+def test_bad_input_fails_in_one_line_before_any_run(
+    tiny_project: Path, tmp_path: Path, args: tuple[str, ...], fragment: str
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("[{")
+    arguments = [arg.replace("{bad}", str(bad)) for arg in args]
+    result = run(seed_study_command(*arguments), cwd=tiny_project, check=False)
+    assert_fails_cleanly(result, fragment)
+    assert "Queued" not in dvc("queue", "status", cwd=tiny_project).stdout
+
+
+def test_a_study_without_the_split_fails_before_any_run(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    result = run(seed_study_command("--seeds", "1"), cwd=project, check=False)
+    assert_fails_cleanly(result, "the split is missing", "dvc repro split")
+
+
+def test_sweep_ranks_recipes_by_validation_and_never_reads_the_test_set(
+    tiny_project: Path, tmp_path: Path
+) -> None:
+    project = Path(shutil.copytree(tiny_project, tmp_path / "project", symlinks=True))
+    recipes = {"plain": {}, "smoothed": {"label_smoothing": 0.2}}
+    space = {"seeds": [1], "variants": {"wide": recipes}}
+    (project / "space.yaml").write_text(yaml.safe_dump(space))
     command = [sys.executable, "-m", "tools.sweep", "--space", "space.yaml", "--output", "s.json"]
-    first = run(command, cwd=tiny_copy).stdout
+    first = run(command, cwd=project).stdout
     assert "2 runs to do, 0 recorded" in first
-    records = json.loads((tiny_copy / "s.json").read_text())
-    assert sorted(r["recipe"] for r in records) == ["plain", "smoothed"]
-    assert all("test_accuracy" not in r for r in records)  # the test set is never evaluated
+    records = read_records(project, "s.json")
+    assert [r["name"] for r in records] == ["sweep-wide-plain-s1", "sweep-wide-smoothed-s1"]
+    assert all("test_accuracy" not in r for r in records)
+    baseline = json.loads((project / "metrics/wide.json").read_text())
+    shown = experiments(project)
+    for record in records:
+        metrics = shown[record["name"]]["metrics"]
+        validation = metrics["metrics/train/wide.json"]["data"]["validation"]
+        assert validation["best_accuracy"] == record["val_accuracy"]
+        assert metrics["metrics/wide.json"]["data"]["test"] == baseline["test"]  # not evaluated
+    models = shown["sweep-wide-smoothed-s1"]["params"]["params.yaml"]["data"]["models"]
+    assert models["wide"]["label_smoothing"] == 0.2
+    assert records[0]["val_accuracy"] != records[1]["val_accuracy"]
     best = max(records, key=lambda r: r["val_accuracy"])
     table_rows = [line for line in first.splitlines() if line.startswith("| wide |")]
     assert f"**{best['recipe']}**" in table_rows[0]
-    assert "0 runs to do, 2 recorded" in run(command, cwd=tiny_copy).stdout
+    assert "0 runs to do, 2 recorded" in run(command, cwd=project).stdout
+
+
+def test_a_sweep_space_with_an_unknown_variant_fails_before_any_run(tiny_project: Path) -> None:
+    space = REPO / "tools/sweep.yaml"
+    broken = yaml.safe_load(space.read_text())
+    broken["variants"]["nope"] = {"plain": {}}
+    path = tiny_project.parent / "broken-space.yaml"
+    path.write_text(yaml.safe_dump(broken))
+    command = [sys.executable, "-m", "tools.sweep", "--space", str(path)]
+    assert_fails_cleanly(run(command, cwd=tiny_project, check=False), "variant 'nope'")
 
 
 def test_params_hold_the_recipe_that_won_on_validation() -> None:
-    """The committed sweep ran every recipe over every seed; params.yaml holds each winner."""
+    """The committed sweep ran every recipe over every seed on today's code and params."""
     space = yaml.safe_load((REPO / "tools/sweep.yaml").read_text())
-    records = json.loads((REPO / "reports/sweep.json").read_text())
-    assert all(recorded(run, records) for run in planned_runs(space))
-    assert all("test_accuracy" not in record for record in records)
-    models = repo_params()["models"]
-    for variant, rows in ranking(records).items():
+    records = {r["name"]: r for r in json.loads((REPO / "reports/sweep.json").read_text())}
+    params = repo_params()
+    for planned in planned_runs(space):
+        record = records[planned.name]
+        current = fingerprint(planned.variant, planned.params(params), read_repo)
+        assert record["fingerprint"] == current, planned.name
+        assert "test_accuracy" not in record
+    ranked = ranking([records[planned.name] for planned in planned_runs(space)])
+    for variant, rows in ranked.items():
         winner = rows[0]["overrides"]
-        assert {key: models[variant][key] for key in winner} == winner, variant
+        assert {key: params["models"][variant][key] for key in winner} == winner, variant
+
+
+def read_repo(path: str) -> bytes:
+    return (REPO / path).read_bytes()
+
+
+def test_run_names_say_what_they_are() -> None:
+    assert Run("cnn", 3).name == "seed-cnn-s3"
+    assert Run("wide", 1, "adam-cosine", {"optimizer": "adam"}).name == "sweep-wide-adam-cosine-s1"

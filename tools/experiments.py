@@ -31,6 +31,7 @@ from stages.paths import MANIFEST_FILE, SPLITS, metrics_file, split_file, traini
 
 POLL_SECONDS = 2  # how often the queue's finished experiments are looked for (a Git call)
 STATUS_EVERY = 5  # polls between two `dvc queue status` calls (about 1 s of CPU each)
+UNSEEN_LIMIT = 6  # status checks in a row without a task before it counts as lost
 LOG_LINES = 12  # of a failed run's log, shown with its error
 
 
@@ -87,10 +88,10 @@ def exp_run_command(run: Run, threads: int, queue: bool = False) -> list[str]:
     return ["dvc", "exp", "run", *(["--queue"] if queue else []), "-n", run.name, *settings, target]
 
 
-def dvc(*args: str) -> subprocess.CompletedProcess:
-    """Run DVC from this Python; fail with its last error line."""
+def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run DVC from this Python; unless `check` is off, fail with its last error line."""
     result = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
-    if result.returncode != 0:
+    if check and result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
         raise StageError(f"`dvc {' '.join(args[:3])}` failed: {lines[-1]}", "run it to see why")
     return result
@@ -175,24 +176,32 @@ def run_failed(name: str, log: list[str]) -> StageError:
     )
 
 
-def queue_states() -> dict[str, str]:
-    """Each queued or finished experiment's name and status, from `dvc queue status`."""
+def queue_rows() -> list[tuple[str, str, str]]:
+    """(task, name, status) of each row of `dvc queue status`."""
     lines = dvc("queue", "status").stdout.splitlines()
     rows = [line.split() for line in lines[1:] if line.strip() and "Worker status" not in line]
-    return {row[1]: row[-1] for row in rows if len(row) >= 4}
+    return [(row[0], row[1], row[-1]) for row in rows if len(row) >= 4]
 
 
 def queue(runs: list[Run], threads: int, base: str) -> None:
-    """Queue the runs, first removing their earlier experiments and queue entries."""
-    names = [run.name for run in runs]
-    earlier = [name for name in names if experiment_commit(base, name)]
+    """Queue the runs, first removing their earlier experiments."""
+    earlier = [run.name for run in runs if experiment_commit(base, run.name)]
     if earlier:
         dvc("exp", "remove", *earlier)
-    finished = [name for name in names if name in queue_states()]
-    if finished:
-        dvc("queue", "remove", *finished)
     for run in runs:
         dvc(*exp_run_command(run, threads, queue=True)[1:])
+
+
+def new_tasks(names: list[str], before: set[str]) -> dict[str, str]:
+    """The task of each name among the tasks not listed `before` (an earlier run may be)."""
+    for _ in range(UNSEEN_LIMIT):
+        rows = queue_rows()
+        tasks = {name: task for task, name, _ in rows if task not in before and name in names}
+        if len(tasks) == len(names):
+            return tasks
+        time.sleep(POLL_SECONDS)
+    missing = sorted(set(names) - set(tasks))
+    raise StageError(f"`dvc queue status` does not list {missing}", "run `dvc queue status`")
 
 
 def start_workers(jobs: int) -> None:
@@ -201,16 +210,46 @@ def start_workers(jobs: int) -> None:
     subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
 
 
-def cancel(names: list[str]) -> list[str]:
-    """Remove the named runs that have not started and kill those that run; return the removed."""
-    states = queue_states()
-    waiting = [name for name in names if states.get(name) == "Queued"]
-    running = [name for name in names if states.get(name) == "Running"]
+def tasks_in(status: str, tasks: list[str]) -> list[str]:
+    states = {task: state for task, _, state in queue_rows()}
+    return [task for task in tasks if states.get(task) == status]
+
+
+def remove_waiting(tasks: list[str]) -> list[str]:
+    """Stop the workers taking new runs and remove the tasks that have not started.
+
+    Best effort, as a run may start or finish meanwhile; returns the tasks removed.
+    """
+    dvc("queue", "stop", check=False)  # each worker stops after its current run
+    waiting = tasks_in("Queued", tasks)
     if waiting:
-        dvc("queue", "remove", *waiting)
-    if running:
-        dvc("queue", "kill", *running)
+        dvc("queue", "remove", *waiting, check=False)
     return waiting
+
+
+def kill_running(tasks: list[str]) -> None:
+    """Kill the tasks that run, and wait until DVC has stopped them (at most a minute)."""
+    running = tasks_in("Running", tasks)
+    if running:
+        dvc("queue", "kill", *running, check=False)
+    for _ in range(60 // POLL_SECONDS):
+        if not tasks_in("Running", running):
+            return
+        time.sleep(POLL_SECONDS)
+
+
+def failed_runs(pending: list[str], tasks: dict[str, str], unseen: dict[str, int]) -> list[str]:
+    """The pending runs whose task failed, or that have been neither queued nor running for
+    UNSEEN_LIMIT status checks in a row (`dvc queue status` can miss a busy worker's task)."""
+    states = {task: state for task, _, state in queue_rows()}
+    for name in pending:
+        alive = states.get(tasks[name]) in ("Queued", "Running")
+        unseen[name] = 0 if alive else unseen.get(name, 0) + 1
+    return [
+        name
+        for name in pending
+        if states.get(tasks[name]) == "Failed" or unseen[name] >= UNSEEN_LIMIT
+    ]
 
 
 def run_queued(runs: list[Run], jobs: int, keep: Callable[[dict[str, Any]], None]) -> None:
@@ -221,9 +260,13 @@ def run_queued(runs: list[Run], jobs: int, keep: Callable[[dict[str, Any]], None
     """
     base = head_commit()
     pending = {run.name: run for run in runs}
+    before = {task for task, _, _ in queue_rows()}
+    tasks: dict[str, str] = {}
+    unseen: dict[str, int] = {}
     failed: str | None = None
     try:
         queue(runs, threads_per_run(jobs), base)
+        tasks = new_tasks(list(pending), before)
         start_workers(jobs)
         for poll in itertools.count():
             for name in [name for name in pending if experiment_commit(base, name)]:
@@ -231,21 +274,24 @@ def run_queued(runs: list[Run], jobs: int, keep: Callable[[dict[str, Any]], None
             if not pending:
                 break
             if poll % STATUS_EVERY == STATUS_EVERY - 1:
-                states = queue_states()
-                alive = ("Queued", "Running", "Success")  # a success's ref is read next poll
-                lost = [name for name in pending if states.get(name) not in alive]
+                lost = failed_runs(list(pending), tasks, unseen)
                 if lost and not failed:
                     failed = lost[0]
-                    for name in cancel(list(pending)):
-                        pending.pop(name)
-                for name in lost:
+                    removed = remove_waiting([tasks[name] for name in pending])
+                    lost += [name for name in pending if tasks[name] in removed]
+                for name in set(lost):
                     pending.pop(name)
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
-        cancel(list(pending))
+        unfinished = [
+            task for task, name, _ in queue_rows() if task not in before and name in pending
+        ]
+        remove_waiting(unfinished)
+        kill_running(unfinished)
         raise
     if failed:
-        raise run_failed(failed, dvc("queue", "logs", failed).stdout.splitlines())
+        log = dvc("queue", "logs", tasks[failed], check=False).stdout.splitlines()
+        raise run_failed(failed, log)
 
 
 def check_split() -> None:
@@ -276,6 +322,12 @@ def read_records(path: Path, hint: str) -> list[dict[str, Any]]:
             f"move it away and {hint}",
         )
     return records
+
+
+def expected_seconds(run: Run) -> float:
+    """The variant's training seconds in the committed run, or 0 before there is one."""
+    path = training_file(run.variant)
+    return json.loads(path.read_text())["timing"]["seconds"] if path.exists() else 0.0
 
 
 def run_study(
@@ -312,11 +364,11 @@ def run_study(
             todo.append(run)
     print(f"{len(todo)} runs to do, {len(runs) - len(todo)} recorded", flush=True)
     try:
-        if todo:
-            run_queued(todo, jobs, keep)
+        if todo:  # the longest first: the last runs are short and the workers finish together
+            run_queued(sorted(todo, key=lambda run: -expected_seconds(run)), jobs, keep)
     except KeyboardInterrupt:
         raise StageError(
-            f"interrupted: {len(records)} records kept in {output}; the queued runs are removed",
+            f"interrupted: {len(records)} record(s) kept in {output}; the queued runs are removed",
             "run the same command again to do the rest",
         ) from None
     return sorted(records.values(), key=order)

@@ -160,6 +160,29 @@ MUTATIONS = (
         "    if False:\n        raise",
         ("tests/test_scale.py::test_the_multi_worker_fix_refuses_an_unverified_keras",),
     ),
+    Mutation(
+        "stale seed records counted",
+        "stages/report.py",
+        'if fingerprints.get(r["variant"]) == r.get("fingerprint")]',
+        'if r["variant"] in fingerprints]',
+        ("tests/test_report.py",),
+    ),
+    Mutation(
+        "the fingerprint blind to the code",
+        "stages/fingerprint.py",
+        '"files": {path: sha256_bytes(read(path)) for path in fingerprinted_files(definitions)},',
+        '"files": {},',
+        ("tests/test_report.py",),
+    ),
+    Mutation(
+        "a sweep run evaluates on the test set",
+        "tools/experiments.py",
+        'target = f"evaluate@{run.variant}" if run.evaluates else f"train@{run.variant}"',
+        'target = f"evaluate@{run.variant}"',
+        (
+            "tests/test_studies.py::test_sweep_ranks_recipes_by_validation_and_never_reads_the_test_set",
+        ),
+    ),
 )
 
 

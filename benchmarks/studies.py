@@ -1,0 +1,94 @@
+"""Benchmark a real study through DVC's queue against the training time that it holds.
+
+    python -m benchmarks.studies [--seeds 1 2 3 4 5] [--jobs 2] [--variants cnn ...] [--doc FILE]
+
+It runs `python -m tools.seed_study` with these arguments in the current project (so this is
+the seed study itself: its records go to reports/seeds.json) and times the whole command. The
+runs it did are the records whose experiment is new. From them:
+
+- training: the sum of the train stage's epoch times (`history/<variant>.json`), per job;
+- the study's wall time against that (target: at most 1.15 times);
+- DVC's overhead per run, (jobs x wall - training) / runs: everything but the epochs, from
+  queueing and the experiment's copy of the repo to TensorFlow's start, evaluation and the
+  commit, with any idle worker at the end counted too (target: at most 10 s).
+
+Results go to benchmarks/results/studies.json, and with --doc into its `study-benchmark` block.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from stages.files import write_json
+from stages.paths import SEEDS_FILE
+from stages.report import update_readme
+
+RESULTS_FILE = Path("benchmarks/results/studies.json")
+
+
+def experiments(path: Path) -> set[str]:
+    records = json.loads(path.read_text()) if path.exists() else []
+    return {record["experiment"] for record in records}
+
+
+def measure(arguments: list[str], jobs: int) -> dict:
+    """Run the seed study with `arguments`; its wall time, and the training time of its runs."""
+    before = experiments(SEEDS_FILE)
+    command = [sys.executable, "-m", "tools.seed_study", *arguments, "--jobs", str(jobs)]
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    wall = time.perf_counter() - started
+    done = [r for r in json.loads(SEEDS_FILE.read_text()) if r["experiment"] not in before]
+    if not done:
+        raise SystemExit("nothing ran: every record is current; pass seeds not yet studied")
+    training = sum(record["train_seconds"] for record in done)
+    return {
+        "runs": len(done),
+        "jobs": jobs,
+        "threads_per_run": done[0]["threads"],
+        "variants": sorted({record["variant"] for record in done}),
+        "wall_seconds": round(wall, 1),
+        "training_seconds": round(training, 1),
+        "wall_over_training_per_job": round(wall / (training / jobs), 3),
+        "overhead_seconds_per_run": round((jobs * wall - training) / len(done), 1),
+        "cpu": done[0]["environment"]["cpu"],
+    }
+
+
+def markdown(results: dict) -> str:
+    per_job = results["training_seconds"] / results["jobs"]
+    return (
+        "| Runs | Jobs × threads | Wall time | Training / jobs | Wall / (training / jobs) "
+        "| Overhead per run |\n|--:|--:|--:|--:|--:|--:|\n"
+        f"| {results['runs']} | {results['jobs']} × {results['threads_per_run']} "
+        f"| {results['wall_seconds']:.0f} s | {per_job:.0f} s "
+        f"| {results['wall_over_training_per_job']:.2f} (target ≤ 1.15) "
+        f"| {results['overhead_seconds_per_run']:.1f} s (target ≤ 10 s) |\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", nargs="+", default=["1", "2", "3", "4", "5"])
+    parser.add_argument("--variants", nargs="+", default=[])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    parser.add_argument("--doc", type=Path, help="also write the table into this Markdown file")
+    args = parser.parse_args()
+
+    variants = ["--variants", *args.variants] if args.variants else []
+    results = measure(["--seeds", *args.seeds, *variants], args.jobs)
+    write_json(args.output, results)
+    text = markdown(results)
+    if args.doc:
+        update_readme(args.doc, text, block="study-benchmark")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
