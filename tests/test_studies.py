@@ -119,6 +119,15 @@ def test_a_second_call_runs_nothing(seed_copy: Path) -> None:
     assert "Queued" not in dvc("queue", "status", cwd=seed_copy).stdout
 
 
+def test_finished_experiments_without_records_are_read_back_from_dvc(seed_copy: Path) -> None:
+    """A study killed between a run's end and its record: the rerun collects it, trains nothing."""
+    before = read_records(seed_copy)
+    (seed_copy / "reports/seeds.json").unlink()
+    command = seed_study_command("--seeds", *SEEDS, "--variants", *VARIANTS)
+    assert "0 runs to do, 4 recorded" in run(command, cwd=seed_copy).stdout
+    assert read_records(seed_copy) == before
+
+
 def test_the_report_counts_current_records_and_a_changed_training_module_makes_them_stale(
     seed_copy: Path,
 ) -> None:
@@ -213,7 +222,7 @@ def test_a_failed_run_removes_the_queued_ones_and_names_itself(
         training.read_text().replace(
             "    if not is_chief(params.train):",
             "    if params.train.seed == 1:\n        raise ValueError('seed 1 breaks')\n"
-            "    time.sleep(30)\n"
+            "    time.sleep(60)\n"
             "    if not is_chief(params.train):",
         )
     )

@@ -30,9 +30,10 @@ from stages.fingerprint import Reader, fingerprint, read_workspace
 from stages.paths import MANIFEST_FILE, SPLITS, metrics_file, split_file, training_file
 
 POLL_SECONDS = 2  # how often the queue's finished experiments are looked for (a Git call)
-STATUS_EVERY = 5  # polls between two `dvc queue status` calls (about 1 s of CPU each)
+STATUS_EVERY = 10  # polls between two `dvc queue status` calls (about 1 s of CPU each)
 UNSEEN_LIMIT = 6  # status checks in a row without a task before it counts as lost
 LOG_LINES = 12  # of a failed run's log, shown with its error
+QUEUE_STASH = "refs/exps/celery/stash"  # DVC's queue; its newest entry is the task just queued
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,12 @@ def commit_reader(commit: str) -> Reader:
     return lambda path: git("show", f"{commit}:{path}")
 
 
+def experiment_names(base: str) -> set[str]:
+    """The names of the experiments of the commit `base`, in one Git call."""
+    refs = git("for-each-ref", "--format=%(refname)", experiment_ref(base, ""))
+    return {ref.rsplit("/", 1)[-1] for ref in refs.decode().split()}
+
+
 def experiment_commit(base: str, name: str) -> str | None:
     """The commit of experiment `name` of `base`, or None when there is none."""
     refs = git("for-each-ref", "--format=%(objectname)", experiment_ref(base, name))
@@ -177,31 +184,27 @@ def run_failed(name: str, log: list[str]) -> StageError:
 
 
 def queue_rows() -> list[tuple[str, str, str]]:
-    """(task, name, status) of each row of `dvc queue status`."""
+    """(task, name, status) of each row of `dvc queue status`; a task as its first 7 hex digits."""
     lines = dvc("queue", "status").stdout.splitlines()
     rows = [line.split() for line in lines[1:] if line.strip() and "Worker status" not in line]
-    return [(row[0], row[1], row[-1]) for row in rows if len(row) >= 4]
+    return [(row[0][:7], row[1], row[-1]) for row in rows if len(row) >= 4]
 
 
-def queue(runs: list[Run], threads: int, base: str) -> None:
-    """Queue the runs, first removing their earlier experiments."""
-    earlier = [run.name for run in runs if experiment_commit(base, run.name)]
+def queue(runs: list[Run], jobs: int, base: str, tasks: dict[str, str]) -> None:
+    """Queue the runs, first removing their earlier experiments, and note each run's task.
+
+    `jobs` workers start as soon as there is a run for each: the rest are queued while the
+    first ones train.
+    """
+    earlier = sorted(experiment_names(base) & {run.name for run in runs})
     if earlier:
         dvc("exp", "remove", *earlier)
-    for run in runs:
-        dvc(*exp_run_command(run, threads, queue=True)[1:])
-
-
-def new_tasks(names: list[str], before: set[str]) -> dict[str, str]:
-    """The task of each name among the tasks not listed `before` (an earlier run may be)."""
-    for _ in range(UNSEEN_LIMIT):
-        rows = queue_rows()
-        tasks = {name: task for task, name, _ in rows if task not in before and name in names}
-        if len(tasks) == len(names):
-            return tasks
-        time.sleep(POLL_SECONDS)
-    missing = sorted(set(names) - set(tasks))
-    raise StageError(f"`dvc queue status` does not list {missing}", "run `dvc queue status`")
+    for count, run in enumerate(runs, start=1):
+        dvc(*exp_run_command(run, threads_per_run(jobs), queue=True)[1:])
+        tasks[run.name] = git("rev-parse", QUEUE_STASH).decode()[:7]
+        if count == min(jobs, len(runs)):
+            start_workers(jobs)
+    start_workers(jobs)  # again: a worker that found the queue empty meanwhile has stopped
 
 
 def start_workers(jobs: int) -> None:
@@ -260,16 +263,13 @@ def run_queued(runs: list[Run], jobs: int, keep: Callable[[dict[str, Any]], None
     """
     base = head_commit()
     pending = {run.name: run for run in runs}
-    before = {task for task, _, _ in queue_rows()}
     tasks: dict[str, str] = {}
     unseen: dict[str, int] = {}
     failed: str | None = None
     try:
-        queue(runs, threads_per_run(jobs), base)
-        tasks = new_tasks(list(pending), before)
-        start_workers(jobs)
+        queue(runs, jobs, base, tasks)
         for poll in itertools.count():
-            for name in [name for name in pending if experiment_commit(base, name)]:
+            for name in sorted(experiment_names(base) & set(pending)):
                 keep(read_record(pending.pop(name), base))
             if not pending:
                 break
@@ -283,9 +283,7 @@ def run_queued(runs: list[Run], jobs: int, keep: Callable[[dict[str, Any]], None
                     pending.pop(name)
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
-        unfinished = [
-            task for task, name, _ in queue_rows() if task not in before and name in pending
-        ]
+        unfinished = [task for name, task in tasks.items() if name in pending]
         remove_waiting(unfinished)
         kill_running(unfinished)
         raise
