@@ -1,9 +1,10 @@
 """Stage report: compare the variants in reports/summary.md, reports/history.csv and a chart.
 
 The summary holds the committed run beside the seed study (reports/seeds.json, written by
-`python -m tools.seed_study`), McNemar's exact test between each pair of variants on the test
-predictions, and the machine that trained each variant. `python -m stages.report --readme
-README.md` also copies the tables into the README.
+`python -m tools.seed_study`; only the records whose fingerprint matches today's code and
+params count, and reports/seeds_current.json hands them to the seeds chart), McNemar's exact
+test between each pair of variants on the test predictions, and the machine that trained each
+variant. `python -m stages.report --readme README.md` also copies the tables into the README.
 """
 
 import argparse
@@ -66,11 +67,18 @@ def stale_line(records: list[dict[str, Any]], current: list[dict[str, Any]]) -> 
 
 
 def chart_records(
-    current: list[dict[str, Any]], references: dict[str, float]
+    current: list[dict[str, Any]], variants: list[str], references: dict[str, float]
 ) -> list[dict[str, Any]]:
-    """The current records' test accuracies with each variant's 2016 figure, for the chart."""
+    """The current records' test accuracies with each variant's 2016 figure, for the chart.
+
+    A variant without a current record gets one row without a seed or an accuracy, so that the
+    chart still shows it and its 2016 figure (DVC draws no chart for an empty file).
+    """
     keys = ("name", "variant", "seed", "test_accuracy")
-    return [{**{k: r[k] for k in keys}, "reference": references.get(r["variant"])} for r in current]
+    rows = [{k: r[k] for k in keys} for r in current]
+    studied = {row["variant"] for row in rows}
+    rows += [dict.fromkeys(keys) | {"variant": v} for v in variants if v not in studied]
+    return [{**row, "reference": references.get(row["variant"])} for row in rows]
 
 
 def seed_accuracies(records: list[dict[str, Any]], variant: str) -> list[float]:
@@ -266,7 +274,8 @@ def main() -> None:
         "# Results\n\n{results}\n{stale}## Is a difference real?\n\n{significance}\n"
         "## Environment\n\n{environment}".format(**tables, stale=stale and stale + "\n"),
     )
-    write_json(SEEDS_CURRENT_FILE, chart_records(current, params.report.reference_accuracy))
+    references = params.report.reference_accuracy
+    write_json(SEEDS_CURRENT_FILE, chart_records(current, variants, references))
     write_text(HISTORY_TABLE_FILE, history_csv(histories))
     plot_validation_accuracy(histories, CHART_FILE)
     if args.readme:

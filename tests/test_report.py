@@ -72,9 +72,10 @@ def test_only_records_of_todays_fingerprint_count_and_the_rest_are_named_in_one_
         "today's (run `python -m tools.seed_study` to redo them)\n"
     )
     assert stale_line(current, current) == ""
-    assert chart_records(current, {"wide": 0.9836}) == [
+    assert chart_records(current, ["small", "wide"], {"wide": 0.9836, "small": 0.965}) == [
         {"name": "seed-wide-s1", "variant": "wide", "seed": 1, "test_accuracy": 0.985,
-         "reference": 0.9836}
+         "reference": 0.9836},
+        {"name": None, "variant": "small", "seed": None, "test_accuracy": None, "reference": 0.965},
     ]  # fmt: skip
 
 
