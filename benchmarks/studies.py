@@ -4,7 +4,7 @@
 
 It runs `python -m tools.seed_study` with these arguments in the current project (so this is
 the seed study itself: its records go to reports/seeds.json) and times the whole command. The
-runs it did are the records whose experiment is new. From them:
+runs it did are those it printed after "N runs to do" (not those read back from DVC). From them:
 
 - training: the sum of the train stage's epoch times (`history/<variant>.json`), per job;
 - the study's wall time against that (target: at most 1.15 times);
@@ -39,9 +39,20 @@ def measure(arguments: list[str], jobs: int) -> dict:
     before = experiments(SEEDS_FILE)
     command = [sys.executable, "-m", "tools.seed_study", *arguments, "--jobs", str(jobs)]
     started = time.perf_counter()
-    subprocess.run(command, check=True)
+    lines = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as study:
+        for line in study.stdout:  # shown as it comes, kept to see which runs ran
+            print(line, end="", flush=True)
+            lines.append(line)
     wall = time.perf_counter() - started
-    done = [r for r in json.loads(SEEDS_FILE.read_text()) if r["experiment"] not in before]
+    if study.returncode != 0:
+        raise SystemExit(f"the seed study failed (exit {study.returncode})")
+    ran = "".join(lines).split(" runs to do")[-1]  # runs read back from DVC are printed before
+    done = [
+        r
+        for r in json.loads(SEEDS_FILE.read_text())
+        if r["experiment"] not in before and f"\n{r['name']}: " in ran
+    ]
     if not done:
         raise SystemExit("nothing ran: every record is current; pass seeds not yet studied")
     training = sum(record["train_seconds"] for record in done)

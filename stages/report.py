@@ -51,7 +51,7 @@ def current_records(
     records: list[dict[str, Any]], fingerprints: dict[str, str]
 ) -> list[dict[str, Any]]:
     """The seed study's records made by today's code and params of their variant."""
-    return [r for r in records if fingerprints.get(r["variant"]) == r.get("fingerprint")]
+    return [r for r in records if r.get("fingerprint") == fingerprints.get(r["variant"], "-")]
 
 
 def stale_line(records: list[dict[str, Any]], current: list[dict[str, Any]]) -> str:

@@ -113,8 +113,6 @@ def test_records_carry_the_fingerprint_of_what_they_ran(seed_study: Path) -> Non
         assert record["base"] == head
         workspace = fingerprint(record["variant"], params, lambda p: (seed_study / p).read_bytes())
         assert record["fingerprint"] == workspace
-    seeds = {r["variant"]: r["test_accuracy"] for r in read_records(seed_study)}
-    assert len(seeds) == 2 and len(set(seeds.values())) == 2
 
 
 def test_a_second_call_runs_nothing(seed_copy: Path) -> None:
@@ -260,7 +258,12 @@ def test_bad_input_fails_in_one_line_before_any_run(
     arguments = [arg.replace("{bad}", str(bad)) for arg in args]
     result = run(seed_study_command(*arguments), cwd=tiny_project, check=False)
     assert_fails_cleanly(result, fragment)
-    assert "Queued" not in dvc("queue", "status", cwd=tiny_project).stdout
+    assert queued_tasks(tiny_project) == []  # nothing was ever queued in the shared fixture
+
+
+def queued_tasks(project: Path) -> list[str]:
+    lines = dvc("queue", "status", cwd=project).stdout.splitlines()[1:]
+    return [line for line in lines if line.strip() and "Worker status" not in line]
 
 
 def test_a_study_without_the_split_fails_before_any_run(tmp_path: Path) -> None:
@@ -298,7 +301,7 @@ def test_sweep_ranks_recipes_by_validation_and_never_reads_the_test_set(
     assert "0 runs to do, 2 recorded" in run(command, cwd=project).stdout
 
 
-def test_a_sweep_space_with_an_unknown_variant_fails_before_any_run(tiny_project: Path) -> None:
+def test_a_bad_sweep_space_fails_before_any_run(tiny_project: Path) -> None:
     space = REPO / "tools/sweep.yaml"
     broken = yaml.safe_load(space.read_text())
     broken["variants"]["nope"] = {"plain": {}}
@@ -306,6 +309,11 @@ def test_a_sweep_space_with_an_unknown_variant_fails_before_any_run(tiny_project
     path.write_text(yaml.safe_dump(broken))
     command = [sys.executable, "-m", "tools.sweep", "--space", str(path)]
     assert_fails_cleanly(run(command, cwd=tiny_project, check=False), "variant 'nope'")
+    del broken["variants"]["nope"]
+    broken["variants"]["wide"]["a..b"] = {}  # not allowed in a Git ref
+    path.write_text(yaml.safe_dump(broken))
+    assert_fails_cleanly(run(command, cwd=tiny_project, check=False), "recipe name 'a..b'")
+    assert queued_tasks(tiny_project) == []
 
 
 def test_params_hold_the_recipe_that_won_on_validation() -> None:

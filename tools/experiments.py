@@ -175,7 +175,7 @@ def run_experiment(run: Run, threads: int) -> dict[str, Any]:
 
 def run_failed(name: str, log: list[str]) -> StageError:
     """Show the failed run's last log lines on stderr; return the one-line error that names it."""
-    for line in log[-LOG_LINES:]:
+    for line in log[-LOG_LINES:] or ["(DVC kept no log of it: see `dvc queue status`)"]:
         print(f"  {name} | {line}", file=sys.stderr)
     return StageError(
         f"experiment {name} failed (its last lines are above)",
@@ -193,18 +193,15 @@ def queue_rows() -> list[tuple[str, str, str]]:
 def queue(runs: list[Run], jobs: int, base: str, tasks: dict[str, str]) -> None:
     """Queue the runs, first removing their earlier experiments, and note each run's task.
 
-    `jobs` workers start as soon as there is a run for each: the rest are queued while the
-    first ones train.
+    The workers start only once every run is queued: until then nothing takes an entry off
+    DVC's queue stash, so its newest entry is the task just queued.
     """
     earlier = sorted(experiment_names(base) & {run.name for run in runs})
     if earlier:
         dvc("exp", "remove", *earlier)
-    for count, run in enumerate(runs, start=1):
+    for run in runs:
         dvc(*exp_run_command(run, threads_per_run(jobs), queue=True)[1:])
         tasks[run.name] = git("rev-parse", QUEUE_STASH).decode()[:7]
-        if count == min(jobs, len(runs)):
-            start_workers(jobs)
-    start_workers(jobs)  # again: a worker that found the queue empty meanwhile has stopped
 
 
 def start_workers(jobs: int) -> None:
@@ -221,13 +218,18 @@ def tasks_in(status: str, tasks: list[str]) -> list[str]:
 def remove_waiting(tasks: list[str]) -> list[str]:
     """Stop the workers taking new runs and remove the tasks that have not started.
 
-    Best effort, as a run may start or finish meanwhile; returns the tasks removed.
+    DVC removes all the named tasks or none, and one may start meanwhile, so it tries again
+    with those still waiting; returns the tasks removed.
     """
     dvc("queue", "stop", check=False)  # each worker stops after its current run
-    waiting = tasks_in("Queued", tasks)
-    if waiting:
-        dvc("queue", "remove", *waiting, check=False)
-    return waiting
+    removed: list[str] = []
+    for _ in range(3):
+        waiting = tasks_in("Queued", tasks)
+        if not waiting:
+            break
+        if dvc("queue", "remove", *waiting, check=False).returncode == 0:
+            removed += waiting
+    return removed
 
 
 def kill_running(tasks: list[str]) -> None:
@@ -241,10 +243,11 @@ def kill_running(tasks: list[str]) -> None:
         time.sleep(POLL_SECONDS)
 
 
-def failed_runs(pending: list[str], tasks: dict[str, str], unseen: dict[str, int]) -> list[str]:
+def failed_runs(
+    pending: list[str], tasks: dict[str, str], states: dict[str, str], unseen: dict[str, int]
+) -> list[str]:
     """The pending runs whose task failed, or that have been neither queued nor running for
     UNSEEN_LIMIT status checks in a row (`dvc queue status` can miss a busy worker's task)."""
-    states = {task: state for task, _, state in queue_rows()}
     for name in pending:
         alive = states.get(tasks[name]) in ("Queued", "Running")
         unseen[name] = 0 if alive else unseen.get(name, 0) + 1
@@ -259,7 +262,8 @@ def run_queued(runs: list[Run], jobs: int, keep: Callable[[dict[str, Any]], None
     """Run the runs through DVC's queue, `jobs` at a time; `keep` each record as it finishes.
 
     A failed run removes the runs that have not started, lets the running ones finish and then
-    fails with its log. Ctrl-C removes the waiting runs and kills the running ones.
+    fails with its log. Ctrl-C removes the waiting runs and kills the running ones; any other
+    error removes the waiting runs and leaves the running ones to finish (a rerun reads them).
     """
     base = head_commit()
     pending = {run.name: run for run in runs}
@@ -268,24 +272,29 @@ def run_queued(runs: list[Run], jobs: int, keep: Callable[[dict[str, Any]], None
     failed: str | None = None
     try:
         queue(runs, jobs, base, tasks)
+        start_workers(jobs)
         for poll in itertools.count():
             for name in sorted(experiment_names(base) & set(pending)):
                 keep(read_record(pending.pop(name), base))
             if not pending:
                 break
             if poll % STATUS_EVERY == STATUS_EVERY - 1:
-                lost = failed_runs(list(pending), tasks, unseen)
+                states = {task: state for task, _, state in queue_rows()}
+                lost = failed_runs(list(pending), tasks, states, unseen)
                 if lost and not failed:
                     failed = lost[0]
                     removed = remove_waiting([tasks[name] for name in pending])
                     lost += [name for name in pending if tasks[name] in removed]
+                elif not failed and "Running" not in {states.get(tasks[n]) for n in pending}:
+                    start_workers(jobs)  # runs wait and none runs: the workers were stopped
                 for name in set(lost):
                     pending.pop(name)
             time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
+    except BaseException as error:  # Ctrl-C or an error of ours: start nothing more
         unfinished = [task for name, task in tasks.items() if name in pending]
         remove_waiting(unfinished)
-        kill_running(unfinished)
+        if isinstance(error, KeyboardInterrupt):
+            kill_running(unfinished)
         raise
     if failed:
         log = dvc("queue", "logs", tasks[failed], check=False).stdout.splitlines()

@@ -163,7 +163,7 @@ MUTATIONS = (
     Mutation(
         "stale seed records counted",
         "stages/report.py",
-        'if fingerprints.get(r["variant"]) == r.get("fingerprint")]',
+        'if r.get("fingerprint") == fingerprints.get(r["variant"], "-")]',
         'if r["variant"] in fingerprints]',
         ("tests/test_report.py",),
     ),

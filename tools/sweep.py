@@ -25,7 +25,7 @@ from tools.experiments import Run, run_study
 SPACE_FILE = Path(__file__).with_name("sweep.yaml")
 RESULTS_FILE = Path("reports/sweep.json")
 HINT = "run `python -m tools.sweep`"
-RECIPE_NAME = re.compile(r"[a-z0-9][a-z0-9.-]*")  # it becomes part of an experiment's name
+RECIPE_NAME = re.compile(r"[a-z0-9]+(?:[.-][a-z0-9]+)*")  # part of an experiment's Git ref
 
 
 def planned_runs(space: dict[str, Any]) -> list[Run]:
