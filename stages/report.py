@@ -199,15 +199,16 @@ def environment_table(training: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_seed_records(path: Path = SEEDS_FILE) -> list[dict[str, Any]]:
+def read_seed_records(path: Path = SEEDS_FILE, hint: str = SEEDS_HINT) -> list[dict[str, Any]]:
+    """A study's records file: a JSON list, or a one-line error with `hint`."""
     if not path.exists():
-        raise StageError(f"{path} is missing", SEEDS_HINT)
+        raise StageError(f"{path} is missing", hint)
     try:
         records = json.loads(path.read_text())
     except ValueError as error:
-        raise StageError(f"{path} is not valid JSON: {error}", SEEDS_HINT) from None
+        raise StageError(f"{path} is not valid JSON: {error}", hint) from None
     if not isinstance(records, list):
-        raise StageError(f"{path} does not hold a list of records", SEEDS_HINT)
+        raise StageError(f"{path} does not hold a list of records", hint)
     return records
 
 

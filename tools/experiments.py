@@ -28,6 +28,7 @@ from stages.errors import StageError
 from stages.files import write_json
 from stages.fingerprint import Reader, fingerprint, read_workspace
 from stages.paths import MANIFEST_FILE, SPLITS, metrics_file, split_file, training_file
+from stages.report import read_seed_records
 
 POLL_SECONDS = 2  # how often the queue's finished experiments are looked for (a Git call)
 STATUS_EVERY = 10  # polls between two `dvc queue status` calls (about 1 s of CPU each)
@@ -317,11 +318,8 @@ def read_records(path: Path, hint: str) -> list[dict[str, Any]]:
     """A study's records file: a JSON list, or none yet."""
     if not path.exists():
         return []
-    try:
-        records = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise StageError(f"{path} is not valid JSON: {error}", hint) from None
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+    records = read_seed_records(path, hint)
+    if not all(isinstance(record, dict) for record in records):
         raise StageError(f"{path} does not hold a list of records", hint)
     if not all({"name", "fingerprint"} <= set(record) for record in records):
         raise StageError(
