@@ -27,6 +27,7 @@ PROJECT_FILES = (
     "params.yaml",
     "requirements.lock",
     "stages",
+    "tools",
     ".dvc/config",
     ".dvc/plots",
     ".dvcignore",

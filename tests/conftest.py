@@ -3,6 +3,7 @@
 import contextlib
 import functools
 import http.server
+import json
 import os
 import shutil
 import subprocess
@@ -211,3 +212,37 @@ def queued_experiments(
 def tiny_copy(tiny_project: Path, tmp_path: Path) -> Path:
     """A private copy of `tiny_project`: its git history, DVC cache and outputs."""
     return Path(shutil.copytree(tiny_project, tmp_path / "project", symlinks=True))
+
+
+SEEDS = ("1", "2")
+VARIANTS = ("small", "wide")
+
+
+def seed_study_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tools.seed_study", *args]
+
+
+def read_records(project: Path, name: str = "reports/seeds.json") -> list[dict]:
+    return json.loads((project / name).read_text())
+
+
+def experiments(project: Path) -> dict[str, dict]:
+    """`dvc exp show --json`: each experiment of HEAD by name, with its params and metrics."""
+    shown = json.loads(dvc("exp", "show", "--json", cwd=project).stdout)
+    found = {}
+    for baseline in shown:
+        for experiment in baseline.get("experiments") or []:
+            revision = experiment["revs"][0]
+            found[revision["name"]] = revision["data"]
+    return found
+
+
+@pytest.fixture(scope="session")
+def seed_study(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed study of two variants over two seeds, in a copy of the tiny pipeline."""
+    folder = tmp_path_factory.mktemp("seeds") / "project"
+    project = Path(shutil.copytree(tiny_project, folder, symlinks=True))
+    (project / "reports/seeds.json").unlink()
+    command = seed_study_command("--seeds", *SEEDS, "--variants", *VARIANTS, "--jobs", "2")
+    assert "4 runs to do, 0 recorded" in run(command, cwd=project).stdout
+    return project

@@ -17,38 +17,21 @@ import yaml
 from stages.fingerprint import fingerprint
 from tests.conftest import (
     REPO,
+    SEEDS,
+    VARIANTS,
     assert_fails_cleanly,
     copy_project,
     dvc,
+    experiments,
+    read_records,
     repo_params,
     run,
     run_stage,
+    seed_study_command,
     subprocess_env,
 )
 from tools.experiments import Run, threads_per_run
 from tools.sweep import planned_runs, ranking
-
-SEEDS = ("1", "2")
-VARIANTS = ("small", "wide")
-
-
-def seed_study_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tools.seed_study", *args]
-
-
-def read_records(project: Path, name: str = "reports/seeds.json") -> list[dict]:
-    return json.loads((project / name).read_text())
-
-
-def experiments(project: Path) -> dict[str, dict]:
-    """`dvc exp show --json`: each experiment of HEAD by name, with its params and metrics."""
-    shown = json.loads(dvc("exp", "show", "--json", cwd=project).stdout)
-    found = {}
-    for baseline in shown:
-        for experiment in baseline.get("experiments") or []:
-            revision = experiment["revs"][0]
-            found[revision["name"]] = revision["data"]
-    return found
 
 
 def charted(project: Path) -> list[str]:
@@ -59,17 +42,6 @@ def charted(project: Path) -> list[str]:
 
 def committed_file(project: Path, commit: str, path: str) -> str:
     return run(["git", "show", f"{commit}:{path}"], cwd=project).stdout
-
-
-@pytest.fixture(scope="module")
-def seed_study(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The seed study of two variants over two seeds, in a copy of the tiny pipeline."""
-    folder = tmp_path_factory.mktemp("seeds") / "project"
-    project = Path(shutil.copytree(tiny_project, folder, symlinks=True))
-    (project / "reports/seeds.json").unlink()
-    command = seed_study_command("--seeds", *SEEDS, "--variants", *VARIANTS, "--jobs", "2")
-    assert "4 runs to do, 0 recorded" in run(command, cwd=project).stdout
-    return project
 
 
 @pytest.fixture

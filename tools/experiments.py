@@ -19,16 +19,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from stages.errors import StageError
-from stages.files import write_json
-from stages.fingerprint import Reader, fingerprint, read_workspace
-from stages.paths import MANIFEST_FILE, SPLITS, metrics_file, split_file, training_file
-from stages.report import read_seed_records
+from stages.fingerprint import Reader, fingerprint
+from stages.paths import metrics_file, training_file
 
 POLL_SECONDS = 2  # how often the queue's finished experiments are looked for (a Git call)
 STATUS_EVERY = 10  # polls between two `dvc queue status` calls (about 1 s of CPU each)
@@ -90,9 +87,17 @@ def exp_run_command(run: Run, threads: int, queue: bool = False) -> list[str]:
     return ["dvc", "exp", "run", *(["--queue"] if queue else []), "-n", run.name, *settings, target]
 
 
+def venv_env() -> dict[str, str]:
+    """This environment with this Python's folder first on PATH, so that DVC's queue workers and
+    the stages' `python` are this venv's whether it is activated or not."""
+    venv = os.path.dirname(sys.executable)
+    return {**os.environ, "PATH": os.pathsep.join([venv, os.environ["PATH"]])}
+
+
 def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run DVC from this Python; unless `check` is off, fail with its last error line."""
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
+    command = [sys.executable, "-m", "dvc", *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=venv_env())
     if check and result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
         raise StageError(f"`dvc {' '.join(args[:3])}` failed: {lines[-1]}", "run it to see why")
@@ -165,20 +170,29 @@ def read_record(run: Run, base: str) -> dict[str, Any] | None:
 
 def run_experiment(run: Run, threads: int) -> dict[str, Any]:
     """Run one experiment here, in the foreground, and return its record: a worker's task."""
-    result = subprocess.run(exp_run_command(run, threads), capture_output=True, text=True)
+    result = dvc(*exp_run_command(run, threads)[1:], check=False)
     if result.returncode != 0:
-        raise run_failed(run.name, (result.stdout + result.stderr).splitlines())
+        show_log(run.name, (result.stdout + result.stderr).splitlines())
+        raise run_failed(run.name)
     record = read_record(run, head_commit())
     if record is None:
         raise StageError(f"dvc exp run made no experiment {run.name}", "run it to see why")
     return record
 
 
-def run_failed(name: str, log: list[str]) -> StageError:
-    """Show the failed run's last log lines on stderr; return the one-line error that names it."""
+class RunFailed(StageError):
+    """A run that failed on its own (its code or params), not for want of a worker or a remote."""
+
+
+def show_log(name: str, log: list[str]) -> None:
+    """The failed run's last log lines, on stderr, each after the run's name."""
     for line in log[-LOG_LINES:] or ["(DVC kept no log of it: see `dvc queue status`)"]:
         print(f"  {name} | {line}", file=sys.stderr)
-    return StageError(
+
+
+def run_failed(name: str) -> RunFailed:
+    """The one-line error that names a failed run (its log shown above it)."""
+    return RunFailed(
         f"experiment {name} failed (its last lines are above)",
         "fix the cause and run the same command again: it does only what is missing or stale",
     )
@@ -208,7 +222,8 @@ def queue(runs: list[Run], jobs: int, base: str, tasks: dict[str, str]) -> None:
 def start_workers(jobs: int) -> None:
     """`dvc queue start -j N`, its output not piped: the detached workers would hold the pipe."""
     command = [sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)]
-    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    quiet = subprocess.DEVNULL
+    subprocess.run(command, stdout=quiet, stderr=quiet, env=venv_env(), check=True)
 
 
 def tasks_in(status: str, tasks: list[str]) -> list[str]:
@@ -298,82 +313,5 @@ def run_queued(runs: list[Run], jobs: int, keep: Callable[[dict[str, Any]], None
             kill_running(unfinished)
         raise
     if failed:
-        log = dvc("queue", "logs", tasks[failed], check=False).stdout.splitlines()
-        raise run_failed(failed, log)
-
-
-def check_split() -> None:
-    """The split must be there (its files in the workspace, so in DVC's cache) before any run."""
-    missing = [str(p) for p in (MANIFEST_FILE, *map(split_file, SPLITS)) if not p.exists()]
-    if missing:
-        raise StageError(f"the split is missing: {', '.join(missing)}", "run `dvc repro split`")
-
-
-def check_jobs(jobs: int) -> None:
-    if jobs < 1:
-        raise StageError(f"--jobs {jobs} is not allowed: expected 1 or more", "pass --jobs 2")
-
-
-def read_records(path: Path, hint: str) -> list[dict[str, Any]]:
-    """A study's records file: a JSON list, or none yet."""
-    if not path.exists():
-        return []
-    records = read_seed_records(path, hint)
-    if not all(isinstance(record, dict) for record in records):
-        raise StageError(f"{path} does not hold a list of records", hint)
-    if not all({"name", "fingerprint"} <= set(record) for record in records):
-        raise StageError(
-            f"{path} holds records without a name or fingerprint (older than DVC experiments)",
-            f"move it away and {hint}",
-        )
-    return records
-
-
-def expected_seconds(run: Run) -> float:
-    """The variant's training seconds in the committed run, or 0 before there is one."""
-    path = training_file(run.variant)
-    return json.loads(path.read_text())["timing"]["seconds"] if path.exists() else 0.0
-
-
-def run_study(
-    runs: list[Run], jobs: int, output: Path, hint: str, order: Callable[[dict[str, Any]], Any]
-) -> list[dict[str, Any]]:
-    """Run what is missing or stale of `runs` through DVC's queue; return every record.
-
-    `output` keeps the records of other runs too, written in `order` after each finished run.
-    A run whose experiment of this commit already finished with today's fingerprint is read
-    back from DVC instead of rerun.
-    """
-    check_jobs(jobs)
-    check_split()
-    records = {record["name"]: record for record in read_records(output, hint)}
-    params = yaml.safe_load(Path("params.yaml").read_text())
-    current = {r.name: fingerprint(r.variant, r.params(params), read_workspace) for r in runs}
-
-    def keep(record: dict[str, Any]) -> None:
-        records[record["name"]] = record
-        write_json(output, sorted(records.values(), key=order))
-        result = record.get("test_accuracy", record["val_accuracy"])
-        kind = "test" if "test_accuracy" in record else "validation"
-        print(f"{record['name']}: {kind} accuracy {result:.4f}", flush=True)
-
-    base = head_commit()
-    todo = []
-    for run in runs:
-        if records.get(run.name, {}).get("fingerprint") == current[run.name]:
-            continue
-        finished = read_record(run, base)
-        if finished and finished["fingerprint"] == current[run.name]:
-            keep(finished)
-        else:
-            todo.append(run)
-    print(f"{len(todo)} runs to do, {len(runs) - len(todo)} recorded", flush=True)
-    try:
-        if todo:  # the longest first: the last runs are short and the workers finish together
-            run_queued(sorted(todo, key=lambda run: -expected_seconds(run)), jobs, keep)
-    except KeyboardInterrupt:
-        raise StageError(
-            f"interrupted: {len(records)} record(s) kept in {output}; the queued runs are removed",
-            "run the same command again to do the rest",
-        ) from None
-    return sorted(records.values(), key=order)
+        show_log(failed, dvc("queue", "logs", tasks[failed], check=False).stdout.splitlines())
+        raise run_failed(failed)

@@ -1,13 +1,15 @@
 """Seed study: every variant of params.yaml trained and evaluated over several train.seed values.
 
     python -m tools.seed_study [--seeds 1 2 3 4 5] [--jobs 2] [--variants cnn ...]
+                               [--scheduler tcp://HOST:8786]
 
 Run it from the project's root, after `dvc repro split`. Each run is a DVC experiment named for
 what it is (`seed-cnn-s3`: `dvc exp run -S train.seed=3 evaluate@cnn`), run through DVC's queue
 `--jobs` at a time, the cores shared among them (tools/experiments.py). Each record goes to
 reports/seeds.json as its run finishes; the report stage counts only the records whose
 fingerprint matches today's code and params. A rerun does only what is missing or stale, and
-keeps the records of other variants and seeds.
+keeps the records of other variants and seeds. With `--scheduler` (or DASK_SCHEDULER_ADDRESS)
+each run is a task on a Dask cluster instead (tools/cluster.py).
 """
 
 import argparse
@@ -17,7 +19,9 @@ from stages.errors import StageError, run_stage
 from stages.params import load_params
 from stages.paths import SEEDS_FILE
 from stages.report import SEEDS_HINT
-from tools.experiments import Run, run_study
+from tools.cluster import scheduler_address
+from tools.experiments import Run
+from tools.study import run_study
 
 
 def check_seeds(seeds: list[int], committed: int) -> None:
@@ -36,6 +40,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
+    parser.add_argument(
+        "--scheduler", help="a Dask scheduler's address: one task a run, on its workers"
+    )
     parser.add_argument("--output", type=Path, default=SEEDS_FILE)
     parser.add_argument("--variants", nargs="+", help="default: every variant in params.yaml")
     args = parser.parse_args()
@@ -50,6 +57,7 @@ def main() -> None:
         args.output,
         SEEDS_HINT,
         lambda r: (order.index(r["variant"]) if r["variant"] in order else len(order), r["seed"]),
+        scheduler_address(args.scheduler),
     )
     print(f"wrote {args.output}")
 

@@ -1,12 +1,13 @@
 """Hyperparameter sweep on validation only: each recipe of tools/sweep.yaml over several seeds.
 
-    python -m tools.sweep [--jobs 2] [--readme docs/tuning.md]
+    python -m tools.sweep [--jobs 2] [--readme docs/tuning.md] [--scheduler tcp://HOST:8786]
 
 Each run is a DVC experiment named for what it is (`sweep-wide-adam-cosine-ls-s1`: `dvc exp
 run -S models.wide.optimizer=adam ... train@wide`), run through DVC's queue `--jobs` at a time
-(tools/experiments.py); the test set is never evaluated. Records go to reports/sweep.json as
-runs finish, each with the fingerprint of the code and params it ran, so a rerun does only
-what is missing or stale and a new recipe costs only its own runs. The table ranks recipes by
+(tools/experiments.py), or with `--scheduler` one Dask task each (tools/cluster.py); the test
+set is never evaluated. Records go to reports/sweep.json as runs finish, each with the
+fingerprint of the code and params it ran, so a rerun does only what is missing or stale and a
+new recipe costs only its own runs. The table ranks recipes by
 mean validation accuracy; the first of each variant (in bold) is the one params.yaml holds.
 """
 
@@ -20,7 +21,9 @@ import yaml
 from stages.errors import StageError, run_stage
 from stages.params import load_params, parse_params
 from stages.report import mean_std, update_readme
-from tools.experiments import Run, run_study
+from tools.cluster import scheduler_address
+from tools.experiments import Run
+from tools.study import run_study
 
 SPACE_FILE = Path(__file__).with_name("sweep.yaml")
 RESULTS_FILE = Path("reports/sweep.json")
@@ -103,6 +106,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     parser.add_argument("--readme", type=Path, help="also write the table into this Markdown file")
     parser.add_argument("--space", type=Path, default=SPACE_FILE, help="the recipes to try")
+    parser.add_argument(
+        "--scheduler", help="a Dask scheduler's address: one task a run, on its workers"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     args = parser.parse_args()
 
@@ -118,6 +124,7 @@ def main() -> None:
         args.output,
         HINT,
         lambda r: order.index(r["name"]) if r["name"] in order else len(order),
+        scheduler_address(args.scheduler),
     )
     table = sweep_table(ranking([record for record in records if record["name"] in order]))
     if args.readme:

@@ -1,0 +1,220 @@
+"""Benchmark a study on two Dask workers against the same study through DVC's queue (-j 2).
+
+    python -m benchmarks.cluster [--seeds 1 2] [--variants small wide_dropout wide] [--doc FILE]
+
+Both run the real seed-study runs (full params) of this commit, one after the other, each from
+its own fresh clone, with a Git remote (a bare repository) and a DVC remote (a folder) in a
+temporary directory: the set-up of docs/scaling.md on one machine. The cluster is a
+`dask scheduler` and two `dask worker --nthreads 1`; the queue is `--jobs 2` (one thread each).
+
+- wall time of each study, and the cluster's over the queue's (target: at most 1.1);
+- overhead per run, (2 x wall - training) / runs, training being the runs' `train_seconds`;
+- each Dask task's overhead, its time on the worker minus its training: the first task on a
+  worker clones the project, the later ones reuse the clone (target: at most 15 s).
+
+Commit first: the workers run the commit. Results go to benchmarks/results/cluster.json, and
+with --doc into its `cluster-benchmark` block. With --scaling, the projected wall time of the
+whole seed study and sweep on 2, 8 and 32 workers goes into that file's `cluster-projection`
+block: each run's committed training time (reports/seeds.json, reports/sweep.json) plus the
+measured overheads, longest run first onto the least busy worker, as Dask's priorities give.
+"""
+
+import argparse
+import contextlib
+import heapq
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from distributed import Client
+
+from stages.files import write_json
+from stages.report import update_readme
+from tools.experiments import venv_env
+
+RESULTS_FILE = Path("benchmarks/results/cluster.json")
+WORKERS = 2
+STUDIES = {"seed study": Path("reports/seeds.json"), "sweep": Path("reports/sweep.json")}
+PROJECTED_WORKERS = (2, 8, 32)
+
+
+def call(command: list[str], cwd: Path, env: dict[str, str]) -> None:
+    subprocess.run(command, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def set_up(folder: Path, env: dict[str, str]) -> Path:
+    """A bare `origin` of this commit, and a DVC remote holding the split; returns `origin`."""
+    origin = folder / "origin.git"
+    call(["git", "clone", "--quiet", "--bare", str(Path.cwd()), str(origin)], folder, env)
+    dvc = [sys.executable, "-m", "dvc"]
+    call([*dvc, "remote", "add", "--global", "-d", "storage", str(folder / "storage")], folder, env)
+    call([*dvc, "push", "--quiet", "fetch", "split"], Path.cwd(), env)
+    return origin
+
+
+def fresh_clone(origin: Path, folder: Path, env: dict[str, str]) -> Path:
+    call(["git", "clone", "--quiet", str(origin), str(folder)], origin.parent, env)
+    call([sys.executable, "-m", "dvc", "pull", "--quiet", "fetch", "split"], folder, env)
+    return folder
+
+
+def timed_study(head: Path, arguments: list[str], env: dict[str, str]) -> tuple[float, list]:
+    """Run the seed study from `head`; its wall time and its records."""
+    output = head.parent / f"{head.name}.json"
+    command = [sys.executable, "-m", "tools.seed_study", *arguments, "--output", str(output)]
+    started = time.perf_counter()
+    subprocess.run(command, cwd=head, env=env, check=True)
+    return time.perf_counter() - started, json.loads(output.read_text())
+
+
+@contextlib.contextmanager
+def dask_cluster(folder: Path, env: dict[str, str]) -> Iterator[Client]:
+    """A scheduler and two one-thread workers on 127.0.0.1, as docs/scaling.md starts them."""
+    scheduler_file = str(folder / "scheduler.json")
+    dask = str(Path(sys.executable).parent / "dask")
+    quiet = {"cwd": folder, "env": env, "stderr": subprocess.DEVNULL}
+    processes = [subprocess.Popen([dask, "scheduler", "--scheduler-file", scheduler_file], **quiet)]
+    try:
+        while not Path(scheduler_file).exists():
+            time.sleep(0.2)
+        processes += [
+            subprocess.Popen(
+                [dask, "worker", "--scheduler-file", scheduler_file, "--nthreads", "1"], **quiet
+            )
+            for _ in range(WORKERS)
+        ]
+        with Client(scheduler_file=scheduler_file) as client:
+            client.wait_for_workers(WORKERS)
+            yield client
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait()
+
+
+def task_overheads(stream: list[dict], records: list[dict]) -> dict[str, list[float]]:
+    """Each task's seconds on its worker minus its training, the first task per worker apart."""
+    training = {record["name"]: record["train_seconds"] for record in records}
+    first: list[float] = []
+    later: list[float] = []
+    seen: set[str] = set()
+    for task in sorted(stream, key=lambda t: t["startstops"][0]["start"]):
+        compute = [s for s in task["startstops"] if s["action"] == "compute"][0]
+        overhead = compute["stop"] - compute["start"] - training[task["key"].split("@")[0]]
+        (later if task["worker"] in seen else first).append(round(overhead, 1))
+        seen.add(task["worker"])
+    return {"first_on_worker": first, "clone_reused": later}
+
+
+def summary(wall: float, records: list[dict]) -> dict:
+    training = sum(record["train_seconds"] for record in records)
+    return {
+        "wall_seconds": round(wall, 1),
+        "training_seconds": round(training, 1),
+        "overhead_seconds_per_run": round((WORKERS * wall - training) / len(records), 1),
+    }
+
+
+def measure(seeds: list[str], variants: list[str]) -> dict:
+    arguments = ["--seeds", *seeds, "--variants", *variants]
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        env = {**venv_env(), "DVC_GLOBAL_CONFIG_DIR": str(folder / "dvc-config")}
+        origin = set_up(folder, env)
+        queue_wall, queued = timed_study(
+            fresh_clone(origin, folder / "queue", env), [*arguments, "--jobs", "2"], env
+        )
+        head = fresh_clone(origin, folder / "cluster", env)
+        with dask_cluster(folder, env) as client:
+            client.get_task_stream()  # starts the scheduler's record of task timings
+            since = time.time()
+            address = ["--scheduler", client.scheduler.address]
+            cluster_wall, on_cluster = timed_study(head, [*arguments, *address], env)
+            stream = client.get_task_stream(start=since)
+    overheads = task_overheads(stream, on_cluster)
+    return {
+        "runs": len(queued),
+        "variants": variants,
+        "seeds": seeds,
+        "queue_jobs_2": summary(queue_wall, queued),
+        "dask_workers_2": {**summary(cluster_wall, on_cluster), "task_overhead_seconds": overheads},
+        "cluster_over_queue": round(cluster_wall / queue_wall, 3),
+        "cpu": queued[0]["environment"]["cpu"],
+    }
+
+
+def markdown(results: dict) -> str:
+    queue, cluster = results["queue_jobs_2"], results["dask_workers_2"]
+    reused = cluster["task_overhead_seconds"]["clone_reused"]
+    first = cluster["task_overhead_seconds"]["first_on_worker"]
+    return (
+        "| Runs on 2 cores | Wall time | Training | Overhead per run |\n|--|--:|--:|--:|\n"
+        f"| DVC's queue, `--jobs 2` | {queue['wall_seconds']:.0f} s "
+        f"| {queue['training_seconds']:.0f} s | {queue['overhead_seconds_per_run']:.1f} s |\n"
+        f"| 2 Dask workers, `--nthreads 1` | {cluster['wall_seconds']:.0f} s "
+        f"| {cluster['training_seconds']:.0f} s | {cluster['overhead_seconds_per_run']:.1f} s |\n"
+        f"\n{results['runs']} runs ({', '.join(results['variants'])}; seeds "
+        f"{', '.join(results['seeds'])}) on {results['cpu']}. The cluster took "
+        f"{results['cluster_over_queue']:.2f}× the queue's wall time (target ≤ 1.1). A Dask "
+        f"task's overhead (its time on the worker minus its training): "
+        f"{max(reused):.1f} s at most once the worker's clone exists "
+        f"({', '.join(f'{s:.1f}' for s in reused)} s; target ≤ 15 s), "
+        f"{', '.join(f'{s:.1f}' for s in first)} s for each worker's first task, which clones.\n"
+    )
+
+
+def projected_wall(runs: list[float], workers: int, first: float, later: float) -> float:
+    """Wall time of `runs` (training seconds) on `workers`, longest first to the least busy."""
+    busy = [0.0] * workers
+    for seconds in sorted(runs, reverse=True):
+        load = heapq.heappop(busy)
+        heapq.heappush(busy, load + seconds + (first if load == 0 else later))
+    return max(busy)
+
+
+def projection(results: dict) -> str:
+    overheads = results["dask_workers_2"]["task_overhead_seconds"]
+    first = sum(overheads["first_on_worker"]) / len(overheads["first_on_worker"])
+    later = sum(overheads["clone_reused"]) / len(overheads["clone_reused"])
+    header = " | ".join(f"{n} workers" for n in PROJECTED_WORKERS)
+    align = "--:|" * len(PROJECTED_WORKERS)
+    rows = [f"| Study | Runs | Training | {header} |", f"|--|--:|--:|{align}"]
+    for study, path in STUDIES.items():
+        runs = [record["train_seconds"] for record in json.loads(path.read_text())]
+        walls = [projected_wall(runs, n, first, later) / 60 for n in PROJECTED_WORKERS]
+        cells = " | ".join(f"{minutes:.0f} min" for minutes in walls)
+        rows.append(f"| {study} | {len(runs)} | {sum(runs) / 60:.0f} min | {cells} |")
+    return "\n".join(rows) + (
+        f"\n\nEach run: its training time in the committed records plus {later:.1f} s of "
+        f"overhead, and {first:.1f} s for a worker's first task (measured above).\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", nargs="+", default=["1", "2"])
+    parser.add_argument("--variants", nargs="+", default=["small", "wide_dropout", "wide"])
+    parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    parser.add_argument("--doc", type=Path, help="also write the table into this Markdown file")
+    parser.add_argument("--scaling", type=Path, help="and the projection into this one")
+    args = parser.parse_args()
+
+    results = measure(args.seeds, args.variants)
+    write_json(args.output, results)
+    text = markdown(results)
+    if args.doc:
+        update_readme(args.doc, text, block="cluster-benchmark")
+    projected = projection(results)
+    if args.scaling:
+        update_readme(args.scaling, projected, block="cluster-projection")
+    print(text, projected, sep="\n")
+
+
+if __name__ == "__main__":
+    main()
