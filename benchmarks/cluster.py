@@ -9,8 +9,9 @@ temporary directory: the set-up of docs/scaling.md on one machine. The cluster i
 
 - wall time of each study, and the cluster's over the queue's (target: at most 1.1);
 - overhead per run, (2 x wall - training) / runs, training being the runs' `train_seconds`;
-- each Dask task's overhead, its time on the worker minus its training: the first task on a
-  worker clones the project, the later ones reuse the clone (target: at most 15 s).
+- each Dask task's seconds outside its training, by step, from the line that the study prints
+  for each task: the first task on a worker clones the project, the later ones reuse the
+  clone (target: at most 15 s).
 
 Commit first: the workers run the commit. Results go to benchmarks/results/cluster.json, and
 with --doc into its `cluster-benchmark` block. With --scaling, the projected wall time of the
@@ -23,6 +24,7 @@ import argparse
 import contextlib
 import heapq
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -62,13 +64,14 @@ def fresh_clone(origin: Path, folder: Path, env: dict[str, str]) -> Path:
     return folder
 
 
-def timed_study(head: Path, arguments: list[str], env: dict[str, str]) -> tuple[float, list]:
-    """Run the seed study from `head`; its wall time and its records."""
+def timed_study(head: Path, arguments: list[str], env: dict[str, str]) -> tuple[float, list, str]:
+    """Run the seed study from `head`; its wall time, its records and what it printed."""
     output = head.parent / f"{head.name}.json"
     command = [sys.executable, "-m", "tools.seed_study", *arguments, "--output", str(output)]
     started = time.perf_counter()
-    subprocess.run(command, cwd=head, env=env, check=True)
-    return time.perf_counter() - started, json.loads(output.read_text())
+    printed = subprocess.run(command, cwd=head, env=env, check=True, capture_output=True, text=True)
+    print(printed.stdout, end="", flush=True)
+    return time.perf_counter() - started, json.loads(output.read_text()), printed.stdout
 
 
 @contextlib.contextmanager
@@ -96,18 +99,31 @@ def dask_cluster(folder: Path, env: dict[str, str]) -> Iterator[Client]:
             process.wait()
 
 
-def task_overheads(stream: list[dict], records: list[dict]) -> dict[str, list[float]]:
-    """Each task's seconds on its worker minus its training, the first task per worker apart."""
+STEP_LINE = re.compile(
+    r"^(\S+): .*\n  on (\S+): git ([\d.]+) s, pull ([\d.]+) s, "
+    r"run ([\d.]+) s, push ([\d.]+) s; ([\d.]+) s in all$",
+    re.M,
+)
+
+
+def task_overheads(printed: str, records: list[dict]) -> dict[str, dict[str, float]]:
+    """Each task's seconds outside its training, by step, as the study printed them: mean of
+    the first task on each worker (which clones) and of the later ones (the clone reused)."""
     training = {record["name"]: record["train_seconds"] for record in records}
-    first: list[float] = []
-    later: list[float] = []
+    first: list[dict[str, float]] = []
+    later: list[dict[str, float]] = []
     seen: set[str] = set()
-    for task in sorted(stream, key=lambda t: t["startstops"][0]["start"]):
-        compute = [s for s in task["startstops"] if s["action"] == "compute"][0]
-        overhead = compute["stop"] - compute["start"] - training[task["key"].split("@")[0]]
-        (later if task["worker"] in seen else first).append(round(overhead, 1))
-        seen.add(task["worker"])
-    return {"first_on_worker": first, "clone_reused": later}
+    for name, worker, git, pull, run, push, total in STEP_LINE.findall(printed):
+        steps = {"git": float(git), "pull": float(pull), "push": float(push)}
+        steps["experiment"] = float(run) - training[name]  # dvc exp run but the epochs
+        steps["task"] = float(total) - training[name]
+        (later if worker in seen else first).append(steps)
+        seen.add(worker)
+    return {"first_on_worker": mean_steps(first), "clone_reused": mean_steps(later)}
+
+
+def mean_steps(tasks: list[dict[str, float]]) -> dict[str, float]:
+    return {step: round(sum(t[step] for t in tasks) / len(tasks), 1) for step in tasks[0]}
 
 
 def summary(wall: float, records: list[dict]) -> dict:
@@ -125,17 +141,14 @@ def measure(seeds: list[str], variants: list[str]) -> dict:
         folder = Path(scratch)
         env = {**venv_env(), "DVC_GLOBAL_CONFIG_DIR": str(folder / "dvc-config")}
         origin = set_up(folder, env)
-        queue_wall, queued = timed_study(
+        queue_wall, queued, _ = timed_study(
             fresh_clone(origin, folder / "queue", env), [*arguments, "--jobs", "2"], env
         )
         head = fresh_clone(origin, folder / "cluster", env)
         with dask_cluster(folder, env) as client:
-            client.get_task_stream()  # starts the scheduler's record of task timings
-            since = time.time()
             address = ["--scheduler", client.scheduler.address]
-            cluster_wall, on_cluster = timed_study(head, [*arguments, *address], env)
-            stream = client.get_task_stream(start=since)
-    overheads = task_overheads(stream, on_cluster)
+            cluster_wall, on_cluster, printed = timed_study(head, [*arguments, *address], env)
+    overheads = task_overheads(printed, on_cluster)
     return {
         "runs": len(queued),
         "variants": variants,
@@ -149,8 +162,13 @@ def measure(seeds: list[str], variants: list[str]) -> dict:
 
 def markdown(results: dict) -> str:
     queue, cluster = results["queue_jobs_2"], results["dask_workers_2"]
-    reused = cluster["task_overhead_seconds"]["clone_reused"]
-    first = cluster["task_overhead_seconds"]["first_on_worker"]
+    tasks = cluster["task_overhead_seconds"]
+    steps = ("git", "pull", "experiment", "push", "task")
+    rows = "".join(
+        f"| {label} | " + " | ".join(f"{tasks[key][step]:.1f} s" for step in steps) + " |\n"
+        for label, key in (("first on a worker (clones)", "first_on_worker"),
+                           ("later (clone reused)", "clone_reused"))
+    )  # fmt: skip
     return (
         "| Runs on 2 cores | Wall time | Training | Overhead per run |\n|--|--:|--:|--:|\n"
         f"| DVC's queue, `--jobs 2` | {queue['wall_seconds']:.0f} s "
@@ -158,12 +176,13 @@ def markdown(results: dict) -> str:
         f"| 2 Dask workers, `--nthreads 1` | {cluster['wall_seconds']:.0f} s "
         f"| {cluster['training_seconds']:.0f} s | {cluster['overhead_seconds_per_run']:.1f} s |\n"
         f"\n{results['runs']} runs ({', '.join(results['variants'])}; seeds "
-        f"{', '.join(results['seeds'])}) on {results['cpu']}. The cluster took "
-        f"{results['cluster_over_queue']:.2f}× the queue's wall time (target ≤ 1.1). A Dask "
-        f"task's overhead (its time on the worker minus its training): "
-        f"{max(reused):.1f} s at most once the worker's clone exists "
-        f"({', '.join(f'{s:.1f}' for s in reused)} s; target ≤ 15 s), "
-        f"{', '.join(f'{s:.1f}' for s in first)} s for each worker's first task, which clones.\n"
+        f"{', '.join(results['seeds'])}) on {results['cpu']}: the cluster took "
+        f"{results['cluster_over_queue']:.2f}× the queue's wall time (target ≤ 1.1). "
+        "A Dask task's seconds outside its training, by step (mean over tasks; `experiment` is "
+        "`dvc exp run` less the epochs, as the queue's runs have it too; target for a task once "
+        "its worker's clone exists: ≤ 15 s):\n\n"
+        "| Task | git fetch, checkout | dvc pull | experiment | dvc exp push | whole task |\n"
+        "|--|--:|--:|--:|--:|--:|\n" + rows
     )
 
 
@@ -178,8 +197,7 @@ def projected_wall(runs: list[float], workers: int, first: float, later: float) 
 
 def projection(results: dict) -> str:
     overheads = results["dask_workers_2"]["task_overhead_seconds"]
-    first = sum(overheads["first_on_worker"]) / len(overheads["first_on_worker"])
-    later = sum(overheads["clone_reused"]) / len(overheads["clone_reused"])
+    first, later = overheads["first_on_worker"]["task"], overheads["clone_reused"]["task"]
     header = " | ".join(f"{n} workers" for n in PROJECTED_WORKERS)
     align = "--:|" * len(PROJECTED_WORKERS)
     rows = [f"| Study | Runs | Training | {header} |", f"|--|--:|--:|{align}"]

@@ -16,16 +16,19 @@ reported once, with its last log lines, and not retried.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import fcntl
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import dask.config
 from distributed import Client, as_completed, get_worker
 
 from stages.errors import StageError, run_stage
@@ -53,22 +56,29 @@ def clone_task() -> Callable[[str, str, dict[str, Any]], dict[str, Any]]:
     a worker needs this project's venv and Git, not the project (nor does the scheduler)."""
 
     def run_in_clone(origin: str, base: str, run: dict[str, Any]) -> dict[str, Any]:
-        """One study run in the worker's clone of `origin` at `base`: its record, or its log.
+        """One study run in the worker's clone of `origin` at `base`: its record and the seconds
+        of each step, or its log.
 
-        One run at a time per worker (a lock on its clone), with the worker's threads.
+        One run at a time per worker (a lock on its clone), with the worker's threads, and the
+        environment the worker had before the nanny's settings for NumPy workloads: its
+        MALLOC_TRIM_THRESHOLD_ made training half as slow again.
         """
         worker = get_worker()
         clone = Path(worker.local_directory) / "project"
         clone.mkdir(exist_ok=True)
         venv = os.path.dirname(sys.executable)  # where the stages' `python` and `dvc` are
-        env = {**os.environ, "PATH": os.pathsep.join([venv, os.environ["PATH"]])}
+        nanny_set = dask.config.get("distributed.nanny.pre-spawn-environ")
+        env = {key: value for key, value in os.environ.items() if key not in nanny_set}
+        env["PATH"] = os.pathsep.join([venv, os.environ["PATH"]])
         with open(f"{clone}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            started = time.perf_counter()
             get = ["fetch", "origin"] if (clone / ".git").exists() else ["clone", origin, "."]
             for args in (get, ["checkout", "--force", base], ["clean", "-fd"]):
                 done = subprocess.run(["git", *args, "--quiet"], cwd=clone, capture_output=True)
                 if done.returncode != 0:
                     raise RuntimeError(f"git {args[0]} failed: {done.stderr.decode().strip()}")
+            git_seconds = time.perf_counter() - started
             command = [sys.executable, "-m", "tools.cluster", json.dumps(run)]
             threads = ["--threads", str(worker.state.nthreads)]
             result = subprocess.run([*command, *threads], cwd=clone, env=env, capture_output=True)
@@ -77,7 +87,10 @@ def clone_task() -> Callable[[str, str, dict[str, Any]], dict[str, Any]]:
             return {"failed": stderr[-LOG_LINES:]}
         if result.returncode != 0:
             raise RuntimeError("\n".join(stderr[-LOG_LINES:]))
-        return json.loads(result.stdout.decode().splitlines()[-1])
+        done = json.loads(result.stdout.decode().splitlines()[-1])
+        seconds = {"git": git_seconds, **done["seconds"]}
+        total = time.perf_counter() - started
+        return {**done, "seconds": seconds, "total": total, "worker": worker.address}
 
     return run_in_clone
 
@@ -185,7 +198,8 @@ def run_on_cluster(
                 failed = (run.name, result["failed"])
                 cancel_untaken(client, list(futures))
             elif "failed" not in result:
-                keep(result)
+                keep(result["record"])
+                print(steps_line(result), flush=True)
     except BaseException:
         client.cancel(list(futures))
         raise
@@ -196,20 +210,38 @@ def run_on_cluster(
         raise run_failed(failed[0])
 
 
+def steps_line(result: dict[str, Any]) -> str:
+    """Where a task's time went: `  on tcp://...: git 0.1 s, pull 1.9 s, ...; 45.0 s in all`."""
+    steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in result["seconds"].items())
+    return f"  on {result['worker']}: {steps}; {result['total']:.1f} s in all"
+
+
 def cancel_untaken(client: Client, futures: list[Any]) -> None:
     """Cancel the tasks that no worker is processing; the running ones go on."""
     taken = {key for keys in client.processing().values() for key in keys}
     client.cancel([future for future in futures if future.key not in taken])
 
 
+@contextlib.contextmanager
+def timed(seconds: dict[str, float], step: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    seconds[step] = time.perf_counter() - started
+
+
 def run_here(run: Run, threads: int) -> dict[str, Any]:
-    """In a worker's clone: pull what the run needs, run it, push its experiment; its record."""
-    dvc("pull", "--quiet", *NEEDED_STAGES)
-    if run.name in experiment_names(head_commit()):
-        dvc("exp", "remove", run.name)  # an earlier try's, never pushed
-    record = run_experiment(run, threads)
-    dvc("exp", "push", "--force", "origin", run.name)
-    return record
+    """In a worker's clone: pull what the run needs, run it, push its experiment; its record,
+    and the seconds that each step took."""
+    seconds: dict[str, float] = {}
+    with timed(seconds, "pull"):
+        dvc("pull", "--quiet", *NEEDED_STAGES)
+        if run.name in experiment_names(head_commit()):
+            dvc("exp", "remove", run.name)  # an earlier try's, never pushed
+    with timed(seconds, "run"):
+        record = run_experiment(run, threads)
+    with timed(seconds, "push"):
+        dvc("exp", "push", "--force", "origin", run.name)
+    return {"record": record, "seconds": seconds}
 
 
 def main() -> None:
@@ -218,10 +250,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, required=True)
     args = parser.parse_args()
     try:
-        record = run_here(Run(**args.run), args.threads)
+        done = run_here(Run(**args.run), args.threads)
     except RunFailed:
         sys.exit(RUN_FAILED)
-    print(json.dumps(record))
+    print(json.dumps(done))
 
 
 if __name__ == "__main__":
