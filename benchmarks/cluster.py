@@ -65,13 +65,19 @@ def fresh_clone(origin: Path, folder: Path, env: dict[str, str]) -> Path:
 
 
 def timed_study(head: Path, arguments: list[str], env: dict[str, str]) -> tuple[float, list, str]:
-    """Run the seed study from `head`; its wall time, its records and what it printed."""
+    """Run the seed study from `head`; its wall time, its records and what it printed, each
+    line after the second at which it came."""
     output = head.parent / f"{head.name}.json"
     command = [sys.executable, "-m", "tools.seed_study", *arguments, "--output", str(output)]
     started = time.perf_counter()
-    printed = subprocess.run(command, cwd=head, env=env, check=True, capture_output=True, text=True)
-    print(printed.stdout, end="", flush=True)
-    return time.perf_counter() - started, json.loads(output.read_text()), printed.stdout
+    lines = []
+    with subprocess.Popen(command, cwd=head, env=env, stdout=subprocess.PIPE, text=True) as study:
+        for line in study.stdout:
+            lines.append(f"{time.perf_counter() - started:.1f} {line}")
+            print(lines[-1], end="", flush=True)
+    if study.returncode != 0:
+        raise SystemExit(f"the study failed (exit {study.returncode})")
+    return time.perf_counter() - started, json.loads(output.read_text()), "".join(lines)
 
 
 @contextlib.contextmanager
@@ -100,7 +106,7 @@ def dask_cluster(folder: Path, env: dict[str, str]) -> Iterator[Client]:
 
 
 STEP_LINE = re.compile(
-    r"^(\S+): .*\n  on (\S+): git ([\d.]+) s, pull ([\d.]+) s, "
+    r"^[\d.]+ (\S+): .*\n([\d.]+)   on (\S+): git ([\d.]+) s, pull ([\d.]+) s, "
     r"run ([\d.]+) s, push ([\d.]+) s; ([\d.]+) s in all$",
     re.M,
 )
@@ -108,17 +114,22 @@ STEP_LINE = re.compile(
 
 def task_overheads(printed: str, records: list[dict]) -> dict[str, dict[str, float]]:
     """Each task's seconds outside its training, by step, as the study printed them: mean of
-    the first task on each worker (which clones) and of the later ones (the clone reused)."""
+    the first task on each worker (which clones) and of the later ones (the clone reused).
+
+    `waited` is the time the worker spent outside the task before it: from the study's start
+    for its first task, from its previous task's end for the others.
+    """
     training = {record["name"]: record["train_seconds"] for record in records}
     first: list[dict[str, float]] = []
     later: list[dict[str, float]] = []
-    seen: set[str] = set()
-    for name, worker, git, pull, run, push, total in STEP_LINE.findall(printed):
+    ended: dict[str, float] = {}
+    for name, came, worker, git, pull, run, push, total in STEP_LINE.findall(printed):
         steps = {"git": float(git), "pull": float(pull), "push": float(push)}
         steps["experiment"] = float(run) - training[name]  # dvc exp run but the epochs
         steps["task"] = float(total) - training[name]
-        (later if worker in seen else first).append(steps)
-        seen.add(worker)
+        steps["waited"] = float(came) - float(total) - ended.get(worker, 0.0)
+        (later if worker in ended else first).append(steps)
+        ended[worker] = float(came)
     return {"first_on_worker": mean_steps(first), "clone_reused": mean_steps(later)}
 
 
@@ -163,7 +174,7 @@ def measure(seeds: list[str], variants: list[str]) -> dict:
 def markdown(results: dict) -> str:
     queue, cluster = results["queue_jobs_2"], results["dask_workers_2"]
     tasks = cluster["task_overhead_seconds"]
-    steps = ("git", "pull", "experiment", "push", "task")
+    steps = ("waited", "git", "pull", "experiment", "push", "task")
     rows = "".join(
         f"| {label} | " + " | ".join(f"{tasks[key][step]:.1f} s" for step in steps) + " |\n"
         for label, key in (("first on a worker (clones)", "first_on_worker"),
@@ -181,8 +192,8 @@ def markdown(results: dict) -> str:
         "A Dask task's seconds outside its training, by step (mean over tasks; `experiment` is "
         "`dvc exp run` less the epochs, as the queue's runs have it too; target for a task once "
         "its worker's clone exists: ≤ 15 s):\n\n"
-        "| Task | git fetch, checkout | dvc pull | experiment | dvc exp push | whole task |\n"
-        "|--|--:|--:|--:|--:|--:|\n" + rows
+        "| Task | waited before | git fetch, checkout | dvc pull | experiment | dvc exp push "
+        "| whole task |\n|--|--:|--:|--:|--:|--:|--:|\n" + rows
     )
 
 
