@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from scipy.stats import binomtest
+from scipy.stats import binomtest, t, ttest_ind
 
 from stages.errors import StageError, run_stage
 from stages.files import read_json, write_json, write_text
@@ -155,28 +155,58 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int, flo
     return only_a, only_b, float(p_value)
 
 
-def mean_difference(a: list[float], b: list[float]) -> str:
-    """Difference of two seed means ± its standard error, or a dash without two seeds each."""
+def noise_band(accuracies: list[float]) -> float | None:
+    """How far a single run's accuracy moves from another's with only the seed changed, at 95 %.
+
+    The difference of two runs has standard deviation s·√2, with s estimated from n seeds, so
+    the band is t(n−1)·s·√2; None without two seeds.
+    """
+    if len(accuracies) < 2:
+        return None
+    return float(t.ppf(0.975, len(accuracies) - 1)) * statistics.stdev(accuracies) * math.sqrt(2)
+
+
+def noise_line(seeds: dict[str, list[float]]) -> str:
+    """The README's noise rule: each variant's band, with its seeds and t."""
+    bands = [
+        f"`{variant}` ±{100 * band:.2f} pp ({len(values)} seeds, "
+        f"t = {t.ppf(0.975, len(values) - 1):.2f})"
+        for variant, values in seeds.items()
+        if (band := noise_band(values)) is not None
+    ]
+    if not bands:
+        return "No seed study is current: `python -m tools.seed_study` gives the noise bands.\n"
+    return "Noise bands of a single run's `test.accuracy`: " + ", ".join(bands) + ".\n"
+
+
+def welch(a: list[float], b: list[float]) -> tuple[str, str]:
+    """Welch's t-test of two seed means: the difference with its 95 % interval, and p."""
     if len(a) < 2 or len(b) < 2:
-        return "–"
-    (mean_a, std_a), (mean_b, std_b) = mean_std(a), mean_std(b)
-    error = math.sqrt(std_a**2 / len(a) + std_b**2 / len(b))
-    return f"{100 * (mean_a - mean_b):+.2f} ± {100 * error:.2f} pp"
+        return "–", "–"
+    result = ttest_ind(a, b, equal_var=False)
+    interval = result.confidence_interval(0.95)
+    delta = statistics.mean(a) - statistics.mean(b)
+    return (
+        f"{100 * delta:+.2f} pp [{100 * interval.low:+.2f}, {100 * interval.high:+.2f}]",
+        f"{result.pvalue:.2g}",
+    )
 
 
 def significance_table(correct: dict[str, np.ndarray], seeds: dict[str, list[float]]) -> str:
-    """Each pair of variants: McNemar on the committed run's test predictions, seed means."""
+    """Each pair of variants: McNemar on the committed run's test predictions, Welch on the
+    seed study's means."""
     lines = [
         "| A vs B | Only A right | Only B right | McNemar p | Δ test accuracy "
-        "| Δ seed mean ± s.e. |",
-        "|---|--:|--:|--:|--:|--:|",
+        "| Δ seed mean [95 % CI] | Welch p |",
+        "|---|--:|--:|--:|--:|--:|--:|",
     ]
     for a, b in itertools.combinations(correct, 2):
         only_a, only_b, p_value = mcnemar(correct[a], correct[b])
         delta = (only_a - only_b) / correct[a].size
+        difference, welch_p = welch(seeds[a], seeds[b])
         lines.append(
             f"| {a} vs {b} | {only_a} | {only_b} | {p_value:.2g} | {100 * delta:+.2f} pp "
-            f"| {mean_difference(seeds[a], seeds[b])} |"
+            f"| {difference} | {welch_p} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -266,13 +296,14 @@ def main() -> None:
 
     tables = {
         "results": summary_table(metrics, training, seeds, params.report.reference_accuracy),
+        "noise": noise_line(seeds),
         "significance": significance_table(correct, seeds),
         "environment": environment_table(training),
     }
     stale = stale_line(records, current)
     write_text(
         SUMMARY_FILE,
-        "# Results\n\n{results}\n{stale}## Is a difference real?\n\n{significance}\n"
+        "# Results\n\n{results}\n{stale}## Is a difference real?\n\n{noise}\n{significance}\n"
         "## Environment\n\n{environment}".format(**tables, stale=stale and stale + "\n"),
     )
     references = params.report.reference_accuracy

@@ -1,11 +1,13 @@
 """The report: its table from metrics, the long history for DVC plots, and the README's copy."""
 
+import math
 import re
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import t
 
 from stages.errors import StageError
 from stages.fingerprint import fingerprint
@@ -14,10 +16,12 @@ from stages.report import (
     current_records,
     history_csv,
     mcnemar,
-    mean_difference,
+    noise_band,
+    noise_line,
     stale_line,
     summary_table,
     update_readme,
+    welch,
 )
 from tests.conftest import REPO, repo_params, run_stage
 
@@ -135,12 +139,30 @@ def test_mcnemar_counts_discordant_digits_and_gives_the_exact_p_value() -> None:
     assert mcnemar(correct_a, correct_a) == (0, 0, 1.0)
 
 
-def test_mean_difference_is_the_difference_of_means_with_its_standard_error() -> None:
-    # Means 0.98 and 0.97, std 0.0115 each over 4 seeds: s.e. sqrt(2 * 0.0115^2 / 4) = 0.0082.
-    a = [0.97, 0.99, 0.97, 0.99]
-    b = [0.96, 0.98, 0.96, 0.98]
-    assert mean_difference(a, b) == "+1.00 ± 0.82 pp"
-    assert mean_difference(a, [0.97]) == "–"
+def test_the_noise_band_of_a_single_run_is_t_times_s_times_root_two() -> None:
+    # Std 0.011547 over 4 seeds; t(3) at 97.5 % is 3.1824 (a t table): 3.1824 · s · √2 = 5.20 pp.
+    accuracies = [0.97, 0.99, 0.97, 0.99]
+    assert noise_band(accuracies) == pytest.approx(3.18245 * 0.0115470 * math.sqrt(2), rel=1e-5)
+    assert noise_band([0.97]) is None
+    line = noise_line({"small": accuracies, "cnn": [0.99]})
+    assert (
+        line
+        == "Noise bands of a single run's `test.accuracy`: `small` ±5.20 pp (4 seeds, t = 3.18).\n"
+    )
+
+
+def test_welch_gives_the_difference_of_seed_means_its_interval_and_p() -> None:
+    a = [0.97, 0.99, 0.97, 0.99]  # mean 0.98, variance 0.000133
+    b = [0.95, 0.99, 0.95, 0.99]  # mean 0.97, variance 0.000533
+    va, vb = 0.0004 / 3 / 4, 0.0016 / 3 / 4  # each mean's variance, s² / n
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 3)  # Welch–Satterthwaite: 4.41
+    half = t.ppf(0.975, df) * se
+    p_value = 2 * t.sf(0.01 / se, df)
+    difference, p_text = welch(a, b)
+    assert difference == f"+1.00 pp [{100 * (0.01 - half):+.2f}, {100 * (0.01 + half):+.2f}]"
+    assert p_text == f"{p_value:.2g}"
+    assert welch(a, [0.97]) == ("–", "–")
 
 
 def test_history_csv_has_one_row_per_variant_and_epoch() -> None:
