@@ -6,6 +6,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -246,3 +247,12 @@ def seed_study(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     command = seed_study_command("--seeds", *SEEDS, "--variants", *VARIANTS, "--jobs", "2")
     assert "4 runs to do, 0 recorded" in run(command, cwd=project).stdout
     return project
+
+
+@pytest.fixture
+def ctrl_c_enabled() -> Iterator[None]:
+    """Python's own Ctrl-C handling here and in child processes, also when pytest was started
+    with SIGINT ignored (as a background job), which children would inherit."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -74,15 +74,6 @@ def test_sigkill_leaves_nothing_and_the_next_repro_starts_cleanly(split_copy: Pa
     assert leftovers == []
 
 
-@pytest.fixture
-def ctrl_c_enabled() -> Iterator[None]:
-    """Python's own Ctrl-C handling here and in child processes, also when pytest was started
-    with SIGINT ignored (as a background job), which children would inherit."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 @pytest.mark.usefixtures("ctrl_c_enabled")
 def test_ctrl_c_exits_promptly_with_one_line(split_copy: Path) -> None:
     process = start_training(split_copy, epochs=50)

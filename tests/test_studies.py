@@ -158,12 +158,13 @@ def wait_for_records(project: Path, count: int, process: subprocess.Popen) -> No
         time.sleep(0.5)
 
 
+@pytest.mark.usefixtures("ctrl_c_enabled")
 def test_a_study_stopped_by_ctrl_c_keeps_finished_runs_and_the_rerun_does_the_rest(
     tiny_project: Path, tmp_path: Path
 ) -> None:
     project = Path(shutil.copytree(tiny_project, tmp_path / "project", symlinks=True))
     (project / "reports/seeds.json").unlink()
-    command = seed_study_command("--seeds", "1", "2", "3", "--variants", "wide", "--jobs", "1")
+    command = seed_study_command("--seeds", "1", "2", "--variants", "wide", "--jobs", "1")
     process = subprocess.Popen(
         command, cwd=project, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -174,15 +175,15 @@ def test_a_study_stopped_by_ctrl_c_keeps_finished_runs_and_the_rerun_does_the_re
     assert "Traceback" not in stderr.decode()
     assert "error: interrupted:" in stderr.decode().splitlines()[-1]
     kept = read_records(project)
-    assert 1 <= len(kept) < 3
+    assert len(kept) == 1
     states = dvc("queue", "status", cwd=project).stdout
     assert "Queued" not in states and "Running" not in states
 
     rerun = run(command, cwd=project).stdout
-    assert f"{3 - len(kept)} runs to do, {len(kept)} recorded" in rerun
+    assert "1 runs to do, 1 recorded" in rerun
     records = read_records(project)
-    assert [r["name"] for r in records] == ["seed-wide-s1", "seed-wide-s2", "seed-wide-s3"]
-    assert records[: len(kept)] == kept
+    assert [r["name"] for r in records] == ["seed-wide-s1", "seed-wide-s2"]
+    assert records[:1] == kept
 
 
 def test_a_failed_run_removes_the_queued_ones_and_names_itself(
@@ -196,7 +197,7 @@ def test_a_failed_run_removes_the_queued_ones_and_names_itself(
         training.read_text().replace(
             "    if not is_chief(params.train):",
             "    if params.train.seed == 1:\n        raise ValueError('seed 1 breaks')\n"
-            "    time.sleep(60)\n"
+            "    time.sleep(40)\n"
             "    if not is_chief(params.train):",
         )
     )

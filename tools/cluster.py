@@ -47,7 +47,7 @@ from tools.experiments import (
 
 RETRIES = 2  # reruns of a task whose set-up failed: a Git or DVC remote that did not answer
 RUN_FAILED = 3  # the exit code of `python -m tools.cluster` when the run itself failed
-CONNECT_SECONDS = 10
+CONNECT_SECONDS = 5
 NEEDED_STAGES = ("fetch", "split")  # whose outputs every run reads; the rest it makes itself
 
 
