@@ -5,6 +5,7 @@ import http.client
 import io
 import math
 import pickle
+import pickletools
 import subprocess
 import sys
 import tempfile
@@ -223,13 +224,32 @@ def built(value: object) -> object:
     return value
 
 
+def check_memo_indices(data: bytes) -> None:
+    """Refuse a memo index beyond the opcodes read so far, before anything is unpickled.
+
+    pickle grows its memo to whatever index a PUT names, so a 40-byte pickle can make it take
+    gigabytes (the fuzzer's find); pickle itself numbers them 0, 1, 2, ... as it goes.
+    """
+    for count, (opcode, argument, _) in enumerate(pickletools.genops(data)):
+        if opcode.name.endswith("PUT") and int(argument) > count:
+            raise refuse("a memo index of", argument)
+
+
 def load_numpy_pickle(data: bytes) -> object:
-    """Unpickle bytes that may hold only numpy arrays (Python 2 pickles included)."""
+    """Unpickle bytes that may hold only numpy arrays (Python 2 pickles included).
+
+    Any failure is the one-line error: on bytes from outside, a malformed opcode stream can
+    make the unpickler raise almost anything (an overflowing frame, a huge length, APPEND on a
+    number), as the fuzzer showed; and reading the opcodes first finds lengths longer than the
+    data before the unpickler would allocate them.
+    """
     try:
+        check_memo_indices(data)
         return built(NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load())
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, RecursionError) as error:
+    except Exception as error:
+        reason = error if isinstance(error, pickle.UnpicklingError) else repr(error)
         raise StageError(
-            f"unsafe or broken pickle: {error}", "the mirror file is not the expected MNIST pickle"
+            f"unsafe or broken pickle: {reason}", "the mirror file is not the expected MNIST pickle"
         ) from None
 
 
@@ -244,23 +264,36 @@ def _as_uint8_images(pixels: np.ndarray) -> np.ndarray:
     return images
 
 
+def is_image_pair(pair: object) -> bool:
+    """(images, labels): float rows of 784 pixels, and as many integer labels."""
+    if not (isinstance(pair, tuple) and len(pair) == 2):
+        return False
+    images, labels = pair
+    return (
+        isinstance(images, np.ndarray)
+        and isinstance(labels, np.ndarray)
+        and images.dtype.kind == "f"
+        and labels.dtype.kind in "iu"
+        and images.ndim == 2
+        and images.shape[1] == 28 * 28
+        and labels.shape == images.shape[:1]
+    )
+
+
 def arrays_from_pickle(data: bytes) -> dict[str, np.ndarray]:
     """Convert the classic (train, valid, test) pickle into Keras's 60k/10k layout."""
-    try:
-        (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = load_numpy_pickle(data)
-        arrays = (x_train, y_train, x_valid, y_valid, x_test, y_test)
-        if not all(isinstance(array, np.ndarray) for array in arrays):
-            raise TypeError
-    except (TypeError, ValueError):
+    parts = load_numpy_pickle(data)
+    if not (isinstance(parts, tuple) and len(parts) == 3 and all(map(is_image_pair, parts))):
         raise StageError(
-            "the mirror pickle is not (train, valid, test) pairs",
+            "the mirror pickle is not (train, valid, test) pairs of images and labels",
             "the mirror file is not the expected MNIST pickle",
-        ) from None
+        )
+    (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = parts
     return {
         "x_train": _as_uint8_images(np.concatenate([x_train, x_valid])),
         "y_train": np.concatenate([y_train, y_valid]).astype(np.uint8),
         "x_test": _as_uint8_images(x_test),
-        "y_test": np.asarray(y_test).astype(np.uint8),
+        "y_test": y_test.astype(np.uint8),
     }
 
 

@@ -189,6 +189,16 @@ def test_hostile_build_states_are_refused_without_a_crash(name: str) -> None:
         fetch.arrays_from_pickle(payload)
 
 
+FUZZ_FINDINGS = Path(__file__).parent / "fuzz_findings"  # from `python -m tools.fuzz_unpickler`
+
+
+@pytest.mark.parametrize("path", sorted(FUZZ_FINDINGS.iterdir()), ids=lambda path: path.stem)
+def test_inputs_the_fuzzer_found_give_the_one_line_error(path: Path) -> None:
+    """Each once escaped as a traceback (OverflowError, MemoryError, AttributeError)."""
+    with pytest.raises(StageError, match="unsafe or broken pickle: "):
+        fetch.arrays_from_pickle(path.read_bytes())
+
+
 def test_the_unpickler_still_reads_numpy_arrays_of_every_plain_dtype() -> None:
     arrays = [np.arange(6, dtype=dtype).reshape(2, 3) for dtype in ("u1", "i8", "f4", "f8")]
     loaded = fetch.load_numpy_pickle(pickle.dumps(arrays, protocol=4))

@@ -1,7 +1,7 @@
 """Fuzz the mirror's unpickler with atheris (coverage-guided, libFuzzer): not part of `make test`.
 
     .venv/bin/pip install -c requirements.lock -e ".[fuzz]"
-    python -m tools.fuzz_unpickler -atheris_runs=200000
+    python -m tools.fuzz_unpickler -runs=5000000
 
 Each input goes through `stages.fetch.arrays_from_pickle`, which must either return MNIST's
 arrays or raise StageError (its one-line error). Any other exception stops the run and leaves
