@@ -260,6 +260,10 @@ def remove_origin(head: Path, env: dict[str, str]) -> None:
     git("remote", "remove", "origin", cwd=head)
 
 
+def unreachable_origin(head: Path, env: dict[str, str]) -> None:
+    git("remote", "set-url", "origin", str(head.parent / "gone.git"), cwd=head)
+
+
 def change_training(head: Path, env: dict[str, str]) -> None:
     with (head / "stages/training.py").open("a") as module:
         module.write("# changed\n")
@@ -284,6 +288,7 @@ def no_scheduler(head: Path, env: dict[str, str]) -> None:
     ("breakage", "fragment"),
     [
         (remove_origin, "the project has no Git remote `origin`"),
+        (unreachable_origin, "`git fetch` failed: fatal: "),
         (change_training, "uncommitted changes (stages/training.py"),
         (commit_a_change, "is not on `origin`: the workers could not check it out"),
         (empty_the_dvc_remote, "the DVC remote lacks data/raw/mnist.npz, data/split/test.npz"),

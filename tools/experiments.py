@@ -105,7 +105,13 @@ def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def git(*args: str) -> bytes:
-    return subprocess.run(["git", *args], capture_output=True, check=True).stdout
+    """Run Git; fail with its last error line (an unreachable `origin`, say), not a traceback."""
+    result = subprocess.run(["git", *args], capture_output=True)
+    if result.returncode != 0:
+        lines = result.stderr.decode(errors="replace").strip().splitlines() or ["no output"]
+        cause = next((line for line in lines if line.startswith("fatal:")), lines[-1])
+        raise StageError(f"`git {args[0]}` failed: {cause}", "run it to see why")
+    return result.stdout
 
 
 def head_commit() -> str:
