@@ -1,9 +1,10 @@
 """A study record's fingerprint: one hash of everything that decides a variant's result.
 
-It covers what DVC would rerun `train@<variant>` and `evaluate@<variant>` for, except the seed:
-their definitions in dvc.yaml, the `stages/` code they depend on, the split's manifest (the
-hashes of the split files) and their params other than `train.seed`. A seed-study or sweep
-record whose fingerprint differs from today's was made by other code or params: it is stale.
+It covers what DVC would rerun `train@<variant>` and `evaluate@<variant>` for, except what a
+study sets per run on purpose and records beside the fingerprint (the seed and the thread
+count): their definitions in dvc.yaml, the `stages/` code they depend on, the split's manifest
+(the hashes of the split files) and their other params. A seed-study or sweep record whose
+fingerprint differs from today's was made by other code or params: it is stale.
 """
 
 import json
@@ -16,7 +17,7 @@ from stages.files import sha256_bytes
 from stages.paths import MANIFEST_FILE
 
 STUDIED_STAGES = ("train", "evaluate")
-SEED_KEY = "train.seed"  # the one input that a study varies on purpose
+PER_RUN_KEYS = ("train.seed", "train.threads")  # set by a study per run, and recorded
 
 Reader = Callable[[str], bytes]  # a path relative to the project root -> the file's bytes
 
@@ -41,17 +42,17 @@ def param_value(params: dict[str, Any], dotted: str) -> Any:
 
 
 def fingerprint(variant: str, params: dict[str, Any], read: Reader) -> str:
-    """The hash of the variant's stage definitions, source files and params, seed excluded.
+    """The hash of the variant's stage definitions, source files and params but PER_RUN_KEYS.
 
     `params` is params.yaml as parsed (with any overrides applied); `read` reads dvc.yaml and
     the source files from the workspace or from a Git commit.
     """
     definitions = stage_definitions(yaml.safe_load(read("dvc.yaml")), variant)
-    keys = sorted({key for d in definitions for key in d.get("params", []) if key != SEED_KEY})
+    keys = {key for d in definitions for key in d.get("params", [])} - set(PER_RUN_KEYS)
     content = {
         "stages": definitions,
         "files": {path: sha256_bytes(read(path)) for path in fingerprinted_files(definitions)},
-        "params": {key: param_value(params, key) for key in keys},
+        "params": {key: param_value(params, key) for key in sorted(keys)},
     }
     return sha256_bytes(json.dumps(content, sort_keys=True).encode())[:16]
 

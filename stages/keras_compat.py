@@ -7,7 +7,9 @@ With two or more workers, the pinned Keras fails in `model.fit`:
    the training data's element spec: no collective, and no batch drawn (drawing one starts an
    iterator, which would move the shuffle on by an epoch against a run on one worker).
 2. `reduce_per_replica` averages the logged values along axis 0, which a scalar loss does not
-   have (tensorflow/tensorflow#72388). The fix averages scalars with `axis=None`.
+   have (tensorflow/tensorflow#72388). The fix averages every value over the replicas with
+   `axis=None`, element by element, so a scalar stays a scalar and a vector metric keeps its
+   shape, as Keras's own "mean" does on one machine.
 
 Both were checked on the Keras versions in VERIFIED_KERAS only; `apply()` refuses any other, so
 an upgrade is a deliberate step: rerun the two-worker test of tests/test_scale.py, then add the
@@ -30,13 +32,6 @@ if keras.__version__ in VERIFIED_KERAS:  # Keras internals, whose layout other v
     KERAS_REDUCE_PER_REPLICA = trainer.reduce_per_replica
 
 
-def local_value(value: Any, strategy: tf.distribute.Strategy) -> Any:
-    """This worker's first replica's value of a distributed value; any other value as is."""
-    if isinstance(value, tf.distribute.DistributedValues):
-        return strategy.experimental_local_results(value)[0]
-    return value
-
-
 def build_from_element_spec(
     self: keras.Model, iterator: Any = None, data_batch: Any = None
 ) -> None:
@@ -50,16 +45,10 @@ def build_from_element_spec(
 
 
 def reduce_per_replica(values: Any, strategy: tf.distribute.Strategy, reduction: str) -> Any:
-    """Keras's `reduce_per_replica`, averaging rank-0 values across workers with `axis=None`."""
+    """Keras's `reduce_per_replica`, averaging across workers element by element."""
     if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
-        return tree.map_structure(lambda value: mean_across_workers(value, strategy), values)
+        return tree.map_structure(lambda value: strategy.reduce("MEAN", value, None), values)
     return KERAS_REDUCE_PER_REPLICA(values, strategy, reduction)
-
-
-def mean_across_workers(value: Any, strategy: tf.distribute.Strategy) -> tf.Tensor:
-    """The mean over every replica: along axis 0 for a batch, with no axis for a scalar."""
-    rank = local_value(value, strategy).shape.rank  # a worker with several devices: PerReplica
-    return strategy.reduce("MEAN", value, axis=0 if rank else None)
 
 
 def apply() -> None:

@@ -8,8 +8,17 @@ import pytest
 import yaml
 
 from stages import paths
-from stages.fingerprint import SEED_KEY, fingerprinted_files, stage_definitions
-from tests.conftest import BIN, REPO, commit_all, dvc, repo_params, run
+from stages.fingerprint import PER_RUN_KEYS, fingerprinted_files, stage_definitions
+from tests.conftest import (
+    BIN,
+    REPO,
+    TINY_SETTINGS,
+    commit_all,
+    dvc,
+    repo_params,
+    run,
+    write_params,
+)
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 PLOT_FILES = ("predictions.csv", "accuracy.png", "misclassified.png")
@@ -59,7 +68,7 @@ def test_the_report_depends_on_every_input_of_the_seed_records_fingerprint() -> 
     """The report judges which seed records are current: what decides that must rerun it."""
     definitions = stage_definitions({"stages": STAGES}, "wide")
     assert set(fingerprinted_files(definitions)) <= set(STAGES["report"]["deps"])
-    keys = {key for d in definitions for key in d.get("params", []) if key != SEED_KEY}
+    keys = {key for d in definitions for key in d.get("params", []) if key not in PER_RUN_KEYS}
     report_keys = set(STAGES["report"]["params"])
     assert {key for key in keys if not key.startswith("models.")} <= report_keys
     assert "models" in report_keys
@@ -105,6 +114,13 @@ def test_changing_shared_code_makes_exactly_its_stages_stale(tiny_copy: Path) ->
     status = json.loads(dvc("status", "--json", cwd=tiny_copy).stdout)
     variants = repo_params()["models"]
     assert set(status) == {f"evaluate@{v}" for v in variants} | {"report"}
+
+
+def test_changing_the_thread_count_makes_every_train_stage_stale(tiny_copy: Path) -> None:
+    """On some CPUs another thread count gives other weights, so it retrains every variant."""
+    write_params(tiny_copy, {**TINY_SETTINGS, "train.threads": 3})
+    status = json.loads(dvc("status", "--json", cwd=tiny_copy).stdout)
+    assert set(status) == {f"train@{v}" for v in repo_params()["models"]}
 
 
 def test_every_variant_is_a_model_artifact() -> None:

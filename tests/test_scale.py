@@ -99,6 +99,35 @@ def free_addresses(count: int) -> list[str]:
         return [f"127.0.0.1:{probe.getsockname()[1]}" for probe in probes]
 
 
+def run_two_workers(command: list[str], cwds: list[Path], temporary: list[Path]) -> list[str]:
+    """Run `command` as worker 0 (the chief) and worker 1 of one TF_CONFIG cluster, each in its
+    own folder with its own TMPDIR; check that both succeed and return what each printed."""
+    cluster = {"worker": free_addresses(2)}
+    processes = []
+    try:
+        for index, (cwd, folder) in enumerate(zip(cwds, temporary, strict=True)):
+            folder.mkdir()
+            tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            env = {"TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(folder)}
+            processes.append(
+                subprocess.Popen(
+                    command,
+                    cwd=cwd,
+                    env={**subprocess_env(), **env},
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
+        outputs = [process.communicate(timeout=600)[0] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()  # a no-op once it exited; frees the ports if the other one hung
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output
+    return outputs
+
+
 def files_in(project: Path) -> dict[str, int]:
     """Every file of the project but Python's caches, with its modification time."""
     return {
@@ -124,30 +153,10 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(
         machines.append(machine)
     chief, worker, alone = machines
     before = files_in(worker)
-    cluster = {"worker": free_addresses(2)}
     temporary = [tmp_path / "tmp-chief", tmp_path / "tmp-worker"]
-    processes = []
-    try:
-        for index, machine in enumerate((chief, worker)):
-            temporary[index].mkdir()
-            tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-            env = {"TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(temporary[index])}
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "stages.train", "wide"],
-                    cwd=machine,
-                    env={**subprocess_env(), **env},
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                )
-            )
-        outputs = [process.communicate(timeout=600)[0] for process in processes]
-    finally:
-        for process in processes:
-            process.kill()  # a no-op once it exited; frees the ports if the other one hung
-    for process, output in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, output
+    command = [sys.executable, "-m", "stages.train", "wide"]
+    outputs = run_two_workers(command, [chief, worker], temporary)
+    for output in outputs:
         assert "multi_worker strategy: 2 replica(s)" in output
     assert "saved models/wide.keras" in outputs[0]
     assert "trained as a worker" in outputs[1]
@@ -164,6 +173,47 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(
     assert len(two) == len(one) == 6
     for together, single in zip(two, one, strict=True):
         np.testing.assert_allclose(together, single, atol=WEIGHT_TOLERANCE, rtol=0)
+
+
+# One epoch of a three-class softmax under the multi_worker fix (or on one machine without
+# TF_CONFIG), logging F1Score(average=None): one value per class, a vector metric. The logs of
+# the last batch are the replicas' values as reduce_per_replica reduced them (the epoch's logs
+# are read from the metric objects instead).
+LOG_A_VECTOR_METRIC = """
+import json, os
+import keras, numpy as np, tensorflow as tf
+from stages import keras_compat
+if "TF_CONFIG" in os.environ:
+    keras_compat.apply()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+else:
+    strategy = tf.distribute.get_strategy()
+keras.utils.set_random_seed(0)
+with strategy.scope():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    f1 = keras.metrics.F1Score(average=None)
+    model.compile("sgd", "categorical_crossentropy", metrics=[f1])
+x = np.random.default_rng(0).random((96, 4), dtype=np.float32)
+y = np.eye(3, dtype=np.float32)[np.arange(96) % 3]
+batch_logs = {}
+keep = keras.callbacks.LambdaCallback(on_train_batch_end=lambda _, logs: batch_logs.update(logs))
+model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[keep])
+print(json.dumps({name: np.asarray(value).tolist() for name, value in batch_logs.items()}))
+"""
+
+
+def test_two_workers_log_a_vector_metric_with_its_shape(tmp_path: Path) -> None:
+    """Keras's own "mean" keeps a logged value's shape; so does the multi_worker fix."""
+    command = [sys.executable, "-c", LOG_A_VECTOR_METRIC]
+    temporary = [tmp_path / "chief", tmp_path / "worker"]
+    chief, worker = (
+        json.loads(output.strip().splitlines()[-1])
+        for output in run_two_workers(command, [tmp_path, tmp_path], temporary)
+    )
+    alone = json.loads(run(command, cwd=tmp_path).stdout.strip().splitlines()[-1])
+    assert np.shape(alone["f1_score"]) == np.shape(chief["f1_score"]) == (3,)
+    assert np.shape(chief["loss"]) == ()
+    assert chief == worker  # both workers log the all-reduced values
 
 
 # Smaller convolutions for `cnn`: the test is about the conv layout, not the variant's size.
