@@ -49,6 +49,7 @@ $(INSTALLED): requirements.lock
 lock: ## re-resolve pyproject.toml and pin every version into requirements.lock
 	rm -rf .lock-venv build *.egg-info
 	$(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check ".[dev]"
-	.lock-venv/bin/python -m pip freeze | grep -v '^mnist-dvc' > requirements.lock
+	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check ".[dev,bench]"
+	.lock-venv/bin/python -m pip freeze --all --exclude pip | grep -v '^mnist-dvc' \
+		| sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.lock
 	rm -rf .lock-venv build *.egg-info

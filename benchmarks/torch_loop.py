@@ -1,25 +1,37 @@
-"""The PyTorch peer of benchmarks/train_speed.py: a plain training loop of the same model.
+"""The PyTorch peer of benchmarks/train_speed.py: a plain training loop of the same recipe.
 
-Eager PyTorch on all cores, the variant's batch size and optimizer at PyTorch's defaults, the
-arrays shuffled by a permutation of indices each epoch (no DataLoader), a validation pass after
-every epoch, as `model.fit` does. Needs the `bench` extra: `pip install -e ".[bench]"`.
+Per variant, what the train stage does with Keras, written in eager PyTorch: the same layers
+and parameter count; the same optimizer at Keras's hyper-parameters (KERAS_OPTIMIZERS); the
+weight decay applied as Keras applies it (every parameter shrinks by learning rate × decay
+before each step, whatever the optimizer); the cosine decay stepped once per batch; label
+smoothing; the same random shifts and rotations, one resampling each; the same batch sizes and
+thread count; the arrays shuffled by a permutation each epoch (no DataLoader) and a validation
+pass after every epoch, as `model.fit` does. tests/test_benchmark.py checks the settings
+against the Keras model's, variant by variant.
 """
 
 import math
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional
 
-from stages.params import ModelParams, feature_map_sizes
+from stages.params import ModelParams, TrainParams, feature_map_sizes
 
-OPTIMIZERS = {
-    "adam": torch.optim.Adam,
-    "rmsprop": torch.optim.RMSprop,
-    "sgd": lambda parameters: torch.optim.SGD(parameters, lr=0.01),
+# Keras 3's defaults for each optimizer, under PyTorch's names. Keras adds epsilon to the root
+# of the raw second moment (Adam) or under the root (RMSprop), PyTorch to the corrected root:
+# the same work, and a difference in the last digits only.
+KERAS_OPTIMIZERS = {
+    "adam": (torch.optim.Adam, {"betas": (0.9, 0.999), "eps": 1e-7, "amsgrad": False}),
+    "rmsprop": (
+        torch.optim.RMSprop,
+        {"alpha": 0.9, "eps": 1e-7, "momentum": 0.0, "centered": False},
+    ),
+    "sgd": (torch.optim.SGD, {"momentum": 0.0, "nesterov": False}),
 }
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -31,21 +43,19 @@ ACTIVATIONS = {
 }
 
 
-class Augment(nn.Module):
-    """Random shifts and rotations in training, as Keras's RandomTranslation and RandomRotation.
+class RandomAffine(nn.Module):
+    """Keras's RandomTranslation (`shift`, a fraction of the side) or RandomRotation
+    (`degrees`): one bilinear resampling per batch in training, zeros outside the image."""
 
-    One resampling does both, where Keras resamples twice: a little less work than the project.
-    """
-
-    def __init__(self, shift: float, degrees: float) -> None:
+    def __init__(self, shift: float = 0.0, degrees: float = 0.0) -> None:
         super().__init__()
-        self.shift, self.turn = shift, math.radians(degrees)
+        self.shift, self.degrees = shift, degrees
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if not self.training or (self.shift == 0 and self.turn == 0):
+        if not self.training:
             return images
         count = images.shape[0]
-        angle = (torch.rand(count) * 2 - 1) * self.turn
+        angle = (torch.rand(count) * 2 - 1) * math.radians(self.degrees)
         offset = (torch.rand(count, 2) * 2 - 1) * 2 * self.shift  # grid coordinates span 2
         cos, sin = torch.cos(angle), torch.sin(angle)
         theta = torch.stack(
@@ -56,12 +66,23 @@ class Augment(nn.Module):
         return functional.grid_sample(images, grid, padding_mode="zeros", align_corners=False)
 
 
-def build(params: ModelParams) -> nn.Module:
-    """The layers that stages.models.build_model builds, in PyTorch."""
-    activation = ACTIVATIONS[params.activation]
+def augmentation(params: ModelParams) -> list[nn.Module]:
+    """As stages.models.augmentation: a translation, then a rotation, each only when set."""
     layers: list[nn.Module] = []
-    if params.layout == "conv" or params.augment_shift or params.augment_rotation:
-        layers += [nn.Unflatten(1, (1, 28)), Augment(params.augment_shift, params.augment_rotation)]
+    if params.augment_shift:
+        layers.append(RandomAffine(shift=params.augment_shift))
+    if params.augment_rotation:
+        layers.append(RandomAffine(degrees=params.augment_rotation))
+    return layers
+
+
+def build(params: ModelParams) -> nn.Module:
+    """The layers that stages.models.build_model builds, in PyTorch (logits out)."""
+    activation = ACTIVATIONS[params.activation]
+    augment = augmentation(params)
+    layers: list[nn.Module] = []
+    if augment or params.layout == "conv":
+        layers += [nn.Unflatten(1, (1, 28)), *augment]
     if params.layout == "conv":
         channels = 1
         for filters in params.conv_filters:
@@ -79,7 +100,7 @@ def build(params: ModelParams) -> nn.Module:
         layers.append(nn.Flatten())
         width = 784
     else:
-        layers += [nn.Flatten(1, 2)] if layers else []  # back from the augmentation's channel
+        layers += [nn.Flatten(1, 2)] if augment else []  # back from the augmentation's channel
         width = 28
     for units in params.hidden_units:
         layers += [nn.Linear(width, units), activation()]
@@ -92,33 +113,73 @@ def build(params: ModelParams) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+@dataclass
+class Recipe:
+    """What a training step uses besides the model."""
+
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler | None
+    loss: nn.CrossEntropyLoss
+    weight_decay: float
+
+
+def recipe(params: ModelParams, model: nn.Module, steps_per_epoch: int) -> Recipe:
+    """The variant's optimizer, learning-rate schedule, loss and weight decay, as Keras's."""
+    optimizer_class, settings = KERAS_OPTIMIZERS[params.optimizer]
+    optimizer = optimizer_class(model.parameters(), lr=params.learning_rate, **settings)
+    schedule = None
+    if params.lr_schedule == "cosine":  # Keras's CosineDecay: to zero over every step
+        total = params.epochs * steps_per_epoch
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    loss = nn.CrossEntropyLoss(label_smoothing=params.label_smoothing)
+    return Recipe(optimizer, schedule, loss, params.weight_decay)
+
+
+def training_step(
+    model: nn.Module, step: Recipe, images: torch.Tensor, labels: torch.Tensor
+) -> None:
+    """One batch: decoupled weight decay at this step's rate, as Keras, then the update."""
+    step.optimizer.zero_grad()
+    step.loss(model(images), labels).backward()
+    if step.weight_decay:
+        rate = step.optimizer.param_groups[0]["lr"]
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.mul_(1 - rate * step.weight_decay)
+    step.optimizer.step()
+    if step.schedule:
+        step.schedule.step()
+
+
 def epoch_seconds(
     params: ModelParams,
+    train_params: TrainParams,
     train: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],
-    epochs: int,
-) -> list[float]:
-    """Wall-clock seconds of each epoch, training and validation."""
-    torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(0)
+) -> dict[str, list[float]]:
+    """Wall-clock seconds of each epoch (`seconds`) and of its training alone (`train_seconds`)."""
+    threads = train_params.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(threads)
+    torch.manual_seed(train_params.seed)
     x, y = torch.from_numpy(train[0]).float() / 255, torch.from_numpy(train[1]).long()
     x_val = torch.from_numpy(validation[0]).float() / 255
     y_val = torch.from_numpy(validation[1]).long()
     model = build(params)
-    optimizer = OPTIMIZERS[params.optimizer](model.parameters())
-    seconds = []
-    for _ in range(epochs):
+    step = recipe(params, model, math.ceil(len(y) / params.batch_size))
+    seconds: dict[str, list[float]] = {"seconds": [], "train_seconds": []}
+    for _ in range(params.epochs):
         started = time.perf_counter()
         model.train()
         for batch in torch.randperm(len(y)).split(params.batch_size):
-            optimizer.zero_grad()
-            functional.cross_entropy(model(x[batch]), y[batch]).backward()
-            optimizer.step()
+            training_step(model, step, x[batch], y[batch])
+        seconds["train_seconds"].append(time.perf_counter() - started)
         model.eval()
         with torch.no_grad():
-            for images, labels in zip(x_val.split(1000), y_val.split(1000), strict=True):
+            size = train_params.validation_batch_size
+            for images, labels in zip(x_val.split(size), y_val.split(size), strict=True):
                 outputs = model(images)
-                functional.cross_entropy(outputs, labels)
+                step.loss(outputs, labels)
                 outputs.argmax(1).eq(labels).sum()
-        seconds.append(time.perf_counter() - started)
+        seconds["seconds"].append(time.perf_counter() - started)
     return seconds

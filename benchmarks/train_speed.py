@@ -6,17 +6,15 @@ For each variant, on the real split, it times epochs after a warm-up epoch of
 (a) `stages.training.fit_variant`, exactly as the train stage runs it,
 (b) the same model compiled with Keras defaults and fitted with `model.fit(x, y, batch_size,
 epochs, validation_data)`, as the 2016 scripts did, and
-(c) the same model in a plain PyTorch loop (benchmarks/torch_loop.py), when the `bench` extra
-is installed; without it, the PyTorch columns say so.
+(c) the same recipe in a plain PyTorch loop (benchmarks/torch_loop.py).
 Each measurement runs in a fresh process, in rounds that rotate which path goes first, so
 that the machine's drift falls on all alike; the medians pool every round. The table also
-gives achieved GFLOP/s (6 x the multiply-adds per sample, forward plus backward) against a
-ceiling measured in the same run: numpy float32 matrix multiply on large matrices. Results go
-to benchmarks/results/.
+gives the project's achieved GFLOP/s (6 x the multiply-adds per sample, forward plus backward,
+over the training part of the epoch, validation left out) against a ceiling measured in the
+same run: numpy float32 matrix multiply on large matrices. Results go to benchmarks/results/.
 """
 
 import argparse
-import importlib.util
 import json
 import math
 import statistics
@@ -33,7 +31,7 @@ from stages.params import load_params
 from stages.report import update_readme
 
 RESULTS_FILE = Path("benchmarks/results/train_speed.json")
-TORCH_MISSING = 'PyTorch is not installed; `pip install -e ".[bench]"` adds it.'
+PATHS = ("project", "baseline", "torch")
 
 
 def matmul_ceiling(size: int, repeats: int) -> float:
@@ -50,7 +48,7 @@ def matmul_ceiling(size: int, repeats: int) -> float:
 
 
 def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> dict:
-    """Seconds of each timed epoch (the warm-up epoch dropped) for one variant and code path."""
+    """Seconds of each timed epoch and of its training alone (the warm-up epoch dropped)."""
     from stages.dataset import load_split
 
     params = load_params()
@@ -63,9 +61,10 @@ def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> di
     if path == "torch":
         from benchmarks.torch_loop import epoch_seconds
 
-        seconds = epoch_seconds(model_params, train, validation, model_params.epochs)
-        return {"seconds": seconds[1:], "samples": len(train[1])}
+        seconds = epoch_seconds(model_params, params.train, train, validation)
+        return {key: values[1:] for key, values in seconds.items()} | {"samples": len(train[1])}
 
+    from benchmarks.training_timer import TrainingTimer
     from stages.models import OPTIMIZERS, build_model, flops_per_image, scale
     from stages.training import EpochTimer, fit_variant
 
@@ -79,6 +78,7 @@ def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> di
                 Path(folder, "model.keras"),
                 Path(folder, "history.csv"),
                 0,
+                extra_callbacks=[TrainingTimer()],
             )
             model = history.model
         else:
@@ -94,11 +94,12 @@ def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> di
                 batch_size=model_params.batch_size,
                 epochs=model_params.epochs,
                 validation_data=(scale(validation[0]), validation[1]),
-                callbacks=[EpochTimer()],
+                callbacks=[EpochTimer(), TrainingTimer()],
                 verbose=0,
             )
     return {
         "seconds": history.history["seconds"][1:],
+        "train_seconds": history.history["train_seconds"][1:],
         "samples": len(train[1]),
         "multiply_adds": flops_per_image(model) // 2,
     }
@@ -123,43 +124,41 @@ def measure_in_subprocess(variant: str, path: str, timed_epochs: int, limit: int
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def torch_installed() -> bool:
-    return importlib.util.find_spec("torch") is not None
-
-
-def measure_rounds(
-    variant: str, paths: tuple[str, ...], rounds: int, timed_epochs: int, limit: int | None
-) -> dict:
+def measure_rounds(variant: str, rounds: int, timed_epochs: int, limit: int | None) -> dict:
     """Epoch seconds of each path, pooled over rounds that rotate which path runs first."""
     pooled: dict[str, dict] = {}
     for round_index in range(rounds):
-        shift = round_index % len(paths)
-        for path in paths[shift:] + paths[:shift]:
+        shift = round_index % len(PATHS)
+        for path in PATHS[shift:] + PATHS[:shift]:
             result = measure_in_subprocess(variant, path, timed_epochs, limit)
             if path in pooled:
-                pooled[path]["seconds"] += result["seconds"]
+                for key in ("seconds", "train_seconds"):
+                    pooled[path][key] += result[key]
             else:
                 pooled[path] = result
     return pooled
 
 
 def row(variant: str, pooled: dict[str, dict], ceiling: float) -> dict:
-    project = pooled["project"]
-    seconds = statistics.median(project["seconds"])
-    peers = {
-        path: statistics.median(pooled[path]["seconds"]) if path in pooled else None
-        for path in ("baseline", "torch")
+    """Medians of each path; throughput and GFLOP/s over the project's training time alone."""
+    medians = {
+        path: {key: statistics.median(pooled[path][key]) for key in ("seconds", "train_seconds")}
+        for path in PATHS
     }
-    samples_per_second = project["samples"] / seconds
+    project = pooled["project"]
+    seconds, train_seconds = medians["project"]["seconds"], medians["project"]["train_seconds"]
+    samples_per_second = project["samples"] / train_seconds
     gflops = samples_per_second * 6 * project["multiply_adds"] / 1e9
     return {
         "variant": variant,
         "epochs_timed": len(project["seconds"]),
         "seconds_per_epoch": round(seconds, 3),
-        "baseline_seconds_per_epoch": round(peers["baseline"], 3),
-        "ratio": round(seconds / peers["baseline"], 3),
-        "torch_seconds_per_epoch": round(peers["torch"], 3) if peers["torch"] else None,
-        "torch_ratio": round(seconds / peers["torch"], 3) if peers["torch"] else None,
+        "train_seconds_per_epoch": round(train_seconds, 3),
+        "baseline_seconds_per_epoch": round(medians["baseline"]["seconds"], 3),
+        "ratio": round(seconds / medians["baseline"]["seconds"], 3),
+        "torch_seconds_per_epoch": round(medians["torch"]["seconds"], 3),
+        "torch_train_seconds_per_epoch": round(medians["torch"]["train_seconds"], 3),
+        "torch_ratio": round(seconds / medians["torch"]["seconds"], 3),
         "samples_per_second": round(samples_per_second),
         "gflops": round(gflops, 1),
         "ceiling_fraction": round(gflops / ceiling, 3),
@@ -169,27 +168,22 @@ def row(variant: str, pooled: dict[str, dict], ceiling: float) -> dict:
 def table(rows: list[dict], ceiling: float) -> str:
     lines = [
         "| Variant | s/epoch (project) | s/epoch (Keras baseline) | project/baseline "
-        "| s/epoch (PyTorch) | project/PyTorch | samples/s | GFLOP/s | of ceiling |",
+        "| s/epoch (PyTorch) | project/PyTorch | training samples/s | GFLOP/s | of ceiling |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
-        torch_cells = (
-            f"{r['torch_seconds_per_epoch']:.2f} | {r['torch_ratio']:.2f}"
-            if r["torch_ratio"] is not None
-            else "– | –"
-        )
         lines.append(
             f"| {r['variant']} | {r['seconds_per_epoch']:.2f} "
-            f"| {r['baseline_seconds_per_epoch']:.2f} | {r['ratio']:.2f} | {torch_cells} "
+            f"| {r['baseline_seconds_per_epoch']:.2f} | {r['ratio']:.2f} "
+            f"| {r['torch_seconds_per_epoch']:.2f} | {r['torch_ratio']:.2f} "
             f"| {r['samples_per_second']:,} | {r['gflops']:.1f} "
             f"| {100 * r['ceiling_fraction']:.0f} % |"
         )
     lines.append(
-        f"\nMedians of {rows[0]['epochs_timed']} timed epochs per path and variant. "
+        f"\nMedians of {rows[0]['epochs_timed']} timed epochs per path and variant, validation "
+        "included; samples/s and GFLOP/s count the training part of the project's epochs alone. "
         f"Ceiling: numpy float32 matmul, {ceiling:.1f} GFLOP/s."
     )
-    if rows[0]["torch_ratio"] is None:
-        lines.append(f"PyTorch columns empty: {TORCH_MISSING}")
     return "\n".join(lines) + "\n"
 
 
@@ -223,13 +217,10 @@ def main() -> None:
     variants = args.variants or list(load_params().models)
     limit = 2048 if args.quick else None
     ceiling = matmul_ceiling(size=1024 if args.quick else 4096, repeats=3 if args.quick else 5)
-    paths = ("project", "baseline", "torch") if torch_installed() else ("project", "baseline")
-    if "torch" not in paths:
-        print(f"warning: {TORCH_MISSING} Timing the Keras paths only.", file=sys.stderr)
     rows = []
     rounds = args.rounds or (1 if args.quick else 3)
     for variant in variants:
-        pooled = measure_rounds(variant, paths, rounds, args.timed_epochs, limit)
+        pooled = measure_rounds(variant, rounds, args.timed_epochs, limit)
         rows.append(row(variant, pooled, ceiling))
     report = {
         "quick": args.quick,
