@@ -141,7 +141,7 @@ def augmentation_amounts(layers: list) -> dict[str, float]:
     return amounts
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`")  # no training here
+@pytest.mark.filterwarnings("ignore:Detected call of:UserWarning")  # a schedule, no training
 @pytest.mark.parametrize("variant", list(repo_params()["models"]))
 def test_the_pytorch_peer_runs_the_variants_recipe(variant: str) -> None:
     """The peer's model, optimizer, schedule, loss and augmentation are the Keras model's."""
