@@ -4,6 +4,7 @@ import stages.tf_quiet  # noqa: F401  (before anything imports TensorFlow)
 
 # isort: split
 import math
+import re
 import sys
 import tempfile
 import time
@@ -16,7 +17,7 @@ import tensorflow as tf
 
 from stages.dataset import load_split
 from stages.environment import environment
-from stages.errors import raise_if_interrupted
+from stages.errors import StageError, raise_if_interrupted
 from stages.files import atomic_output, json_text
 from stages.keras_file import canonicalize
 from stages.models import build_model, compile_model, one_hot, scale
@@ -48,6 +49,30 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
         keras_compat.apply()
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+# What a collective raises when another task of the cluster died (its socket closed) or froze
+# (the coordination service's heartbeat, 10 s by default, declared it unhealthy).
+LOST_PEER_ERRORS = (
+    tf.errors.UnavailableError,
+    tf.errors.AbortedError,
+    tf.errors.DeadlineExceededError,
+)
+TASK_NAME = re.compile(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)")
+
+
+def lost_peer(error: tf.errors.OpError) -> StageError:
+    """The one-line error for a multi_worker task that died or froze, named as in TF_CONFIG."""
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    cluster = resolver.cluster_spec().as_dict()
+    itself = (resolver.task_type, resolver.task_id)
+    named = [(job, int(index)) for job, index in TASK_NAME.findall(error.message)]
+    lost = [task for task in named if task != itself and task[0] in cluster]
+    who = f"{lost[0][0]} {lost[0][1]} ({cluster[lost[0][0]][lost[0][1]]})" if lost else "a task"
+    return StageError(
+        f"multi_worker training lost {who}: it died or stopped answering",
+        "restart every worker with its TF_CONFIG; `dvc repro` reruns the stage",
+    )
 
 
 def training_batches(
@@ -118,23 +143,29 @@ def fit_variant(
     if verbose:
         model.summary()
         print(f"{train_params.strategy} strategy: {strategy.num_replicas_in_sync} replica(s)")
-    return model.fit(
-        training_batches(*train, model_params.batch_size, train_params.seed),
-        epochs=model_params.epochs,
-        shuffle=False,  # training_batches shuffles; Keras would warn that it cannot
-        validation_data=(scale(validation[0]), one_hot(validation[1])),
-        validation_batch_size=train_params.validation_batch_size,
-        callbacks=[
-            EpochTimer(),
-            CSVLoggerFromOne(str(history_path)),
-            keras.callbacks.ModelCheckpoint(
-                str(model_path), monitor="val_accuracy", mode="max", save_best_only=True
-            ),
-            StopOnCtrlC(),
-            *extra_callbacks,
-        ],
-        verbose=verbose,
-    )
+    callbacks = [
+        EpochTimer(),
+        CSVLoggerFromOne(str(history_path)),
+        keras.callbacks.ModelCheckpoint(
+            str(model_path), monitor="val_accuracy", mode="max", save_best_only=True
+        ),
+        StopOnCtrlC(),
+        *extra_callbacks,
+    ]
+    try:
+        return model.fit(
+            training_batches(*train, model_params.batch_size, train_params.seed),
+            epochs=model_params.epochs,
+            shuffle=False,  # training_batches shuffles; Keras would warn that it cannot
+            validation_data=(scale(validation[0]), one_hot(validation[1])),
+            validation_batch_size=train_params.validation_batch_size,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    except LOST_PEER_ERRORS as error:
+        if train_params.strategy != "multi_worker":
+            raise
+        raise lost_peer(error) from None
 
 
 def training_record(history: dict[str, list[float]], train_size: int, threads: int) -> dict:

@@ -4,9 +4,11 @@ import contextlib
 import csv
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -99,32 +101,42 @@ def free_addresses(count: int) -> list[str]:
         return [f"127.0.0.1:{probe.getsockname()[1]}" for probe in probes]
 
 
-def run_two_workers(command: list[str], cwds: list[Path], temporary: list[Path]) -> list[str]:
-    """Run `command` as worker 0 (the chief) and worker 1 of one TF_CONFIG cluster, each in its
-    own folder with its own TMPDIR; check that both succeed and return what each printed."""
+def start_two_workers(
+    command: list[str], cwds: list[Path], temporary: list[Path], logs: Path
+) -> tuple[list[subprocess.Popen], list[str]]:
+    """Start `command` as worker 0 (the chief) and worker 1 of one TF_CONFIG cluster, each in
+    its own folder with its own TMPDIR, writing to logs/<index>.out and logs/<index>.err.
+    Return the processes and the workers' addresses."""
     cluster = {"worker": free_addresses(2)}
+    logs.mkdir(exist_ok=True)
     processes = []
-    try:
-        for index, (cwd, folder) in enumerate(zip(cwds, temporary, strict=True)):
-            folder.mkdir()
-            tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-            env = {"TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(folder)}
+    for index, (cwd, folder) in enumerate(zip(cwds, temporary, strict=True)):
+        folder.mkdir()
+        tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        env = {"TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(folder)}
+        with (logs / f"{index}.out").open("w") as out, (logs / f"{index}.err").open("w") as err:
             processes.append(
                 subprocess.Popen(
-                    command,
-                    cwd=cwd,
-                    env={**subprocess_env(), **env},
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
+                    command, cwd=cwd, env={**subprocess_env(), **env}, stdout=out, stderr=err
                 )
             )
-        outputs = [process.communicate(timeout=600)[0] for process in processes]
+    return processes, cluster["worker"]
+
+
+def run_two_workers(command: list[str], cwds: list[Path], temporary: list[Path]) -> list[str]:
+    """Run `command` as the two workers of one cluster (start_two_workers); check that both
+    succeed and return what each printed on stdout."""
+    logs = temporary[0].parent / "logs"
+    processes, _ = start_two_workers(command, cwds, temporary, logs)
+    try:
+        for process in processes:
+            process.wait(timeout=600)
     finally:
         for process in processes:
             process.kill()  # a no-op once it exited; frees the ports if the other one hung
-    for process, output in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, output
+    outputs = [(logs / f"{index}.out").read_text() for index in (0, 1)]
+    for index, process in enumerate(processes):
+        assert process.returncode == 0, outputs[index] + (logs / f"{index}.err").read_text()
     return outputs
 
 
@@ -173,6 +185,51 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(
     assert len(two) == len(one) == 6
     for together, single in zip(two, one, strict=True):
         np.testing.assert_allclose(together, single, atol=WEIGHT_TOLERANCE, rtol=0)
+
+
+# A frozen worker (SIGSTOP) is declared lost when it misses the coordination service's heartbeats
+# for 10 s (TensorFlow's default); measured: the chief exits 15 s after the signal. The bound
+# guards against a hang, it is not a timing check.
+LOST_WORKER_BOUND = 120
+
+
+def wait_for(path: Path, text: str, process: subprocess.Popen) -> None:
+    """Wait until `text` appears in the file `path` written by `process`."""
+    deadline = time.monotonic() + 300  # a guard against a hung start, not a timing check
+    while text not in path.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, path.read_text()
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("lose", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "frozen"])
+def test_a_lost_worker_ends_the_chief_with_one_line_and_nothing_written(
+    split_project: Path, tmp_path: Path, lose: signal.Signals
+) -> None:
+    chief, worker = (
+        Path(shutil.copytree(split_project, tmp_path / name, symlinks=True))
+        for name in ("chief", "worker")
+    )
+    for machine in (chief, worker):
+        write_params(machine, {**TWO_WORKERS, "models.wide.epochs": 50})
+    before = files_in(chief)
+    logs = tmp_path / "logs"
+    temporary = [tmp_path / "tmp-chief", tmp_path / "tmp-worker"]
+    command = [sys.executable, "-m", "stages.train", "wide"]
+    processes, addresses = start_two_workers(command, [chief, worker], temporary, logs)
+    try:
+        wait_for(logs / "1.out", "Epoch 1/", processes[1])
+        processes[1].send_signal(lose)
+        assert processes[0].wait(timeout=LOST_WORKER_BOUND) == 1
+    finally:
+        for process in processes:
+            process.kill()  # a frozen one too
+    errors = (logs / "0.err").read_text()
+    assert "Traceback" not in errors + (logs / "0.out").read_text()
+    [line] = errors.strip().splitlines()
+    assert line.startswith(f"error: multi_worker training lost worker 1 ({addresses[1]}):"), line
+    assert "hint: restart every worker" in line and "dvc repro" in line
+    assert files_in(chief) == before, "the chief left a file behind"
+    assert list(temporary[0].iterdir()) == [], "the chief left its temporary folder"
 
 
 # One epoch of a three-class softmax under the multi_worker fix (or on one machine without
