@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import keras
@@ -275,17 +274,6 @@ def test_two_workers_log_a_vector_metric_with_its_shape(tmp_path: Path) -> None:
     assert chief == worker  # both workers log the all-reduced values
 
 
-# Smaller convolutions for `cnn`: the test is about the conv layout, not the variant's size.
-SMALL_CONV = {"models.cnn.conv_filters": [8, 8], "models.cnn.hidden_units": [32]}
-
-
-def trained_weights(project: Path, variant: str, threads: int) -> bytes:
-    write_params(project, {**ONE_EPOCH, **SMALL_CONV, "train.threads": threads})
-    run_stage("train", variant, cwd=project)
-    with zipfile.ZipFile(project / "models" / f"{variant}.keras") as archive:
-        return archive.read("model.weights.h5")
-
-
 SHOW_THREADS = """
 from stages.params import load_params
 from stages.training import configure_tensorflow
@@ -294,14 +282,6 @@ import tensorflow as tf
 print(tf.config.threading.get_intra_op_parallelism_threads(),
       tf.config.threading.get_inter_op_parallelism_threads())
 """
-
-
-@pytest.mark.parametrize("variant", ["small", "wide", "cnn"])  # the rows, flat and conv layouts
-def test_the_same_thread_count_twice_gives_identical_weights(project: Path, variant: str) -> None:
-    """Byte for byte, on every machine. Another thread count may give other weights on some
-    CPUs (oneDNN splits its work by thread count), so the record keeps the count."""
-    first = trained_weights(project, variant, threads=2)
-    assert trained_weights(project, variant, threads=2) == first
 
 
 def test_tensorflow_takes_the_thread_count(project: Path) -> None:
