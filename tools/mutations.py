@@ -64,8 +64,9 @@ MUTATIONS = (
     Mutation(
         "train ignores its seed",
         "stages/training.py",
-        "keras.utils.set_random_seed(params.seed)",
-        "keras.utils.set_random_seed(42)",
+        "    configure_tensorflow(train_params)\n",
+        '    train_params = train_params.model_copy(update={"seed": 42})\n'
+        "    configure_tensorflow(train_params)\n",
         (
             "tests/test_train.py::"
             "test_train_is_a_deterministic_function_of_the_split_and_its_params",
