@@ -24,6 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The unit-level tests first, then the real-process ones marked `slow`, so that a broken
+    behaviour shows in the first minutes. A stable sort: pytest-randomly's shuffle (applied
+    before this hook) stays within each group."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+
+
 def subprocess_env() -> dict[str, str]:
     """The environment for stages and DVC: this venv first on PATH, the repo importable."""
     env = dict(os.environ)
@@ -51,6 +58,21 @@ def run_stage(stage: str, *args: str, cwd: Path, check: bool = True) -> subproce
 
 def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     return run([str(BIN / "dvc"), *args], cwd=cwd, check=check)
+
+
+def output_bytes(project: Path, outputs: list[str]) -> dict[str, bytes]:
+    """The bytes of each of a stage's output files, by path."""
+    return {path: (project / path).read_bytes() for path in outputs}
+
+
+def rerun_outputs(
+    project: Path, stage: list[str], outputs: list[str], overrides: dict | None = None
+) -> dict[str, bytes]:
+    """Run `python -m stages.<stage[0]> <stage[1:]>` on the tiny settings plus `overrides`;
+    return the bytes of its outputs."""
+    write_params(project, {**TINY_SETTINGS, **(overrides or {})})
+    run_stage(*stage, cwd=project)
+    return output_bytes(project, outputs)
 
 
 def repo_params() -> dict[str, Any]:

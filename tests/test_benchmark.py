@@ -15,6 +15,7 @@ from stages.params import ModelParams, load_params
 from tests.conftest import REPO, repo_params, run
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_a_table_of_positive_finite_values(
     split_project: Path, tmp_path: Path
 ) -> None:
@@ -64,6 +65,7 @@ def test_quick_benchmark_writes_a_table_of_positive_finite_values(
         )
 
 
+@pytest.mark.slow
 def test_quick_profile_ranks_op_types_by_time(split_project: Path, tmp_path: Path) -> None:
     output = tmp_path / "profile_epoch.json"
     command = [sys.executable, "-m", "benchmarks.profile_epoch", "--quick", "--epochs", "2"]
@@ -80,6 +82,7 @@ def test_quick_profile_ranks_op_types_by_time(split_project: Path, tmp_path: Pat
     assert all(math.isfinite(s) and s > 0 for s in wide["epoch_seconds"])
 
 
+@pytest.mark.slow
 def test_study_benchmark_times_a_real_study_through_the_queue(tiny_copy: Path) -> None:
     output = tiny_copy / "studies.json"
     (tiny_copy / "reports/seeds.json").unlink()

@@ -32,6 +32,8 @@ from tests.conftest import (
     subprocess_env,
 )
 
+pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
+
 MACHINE_BOUND = ("train_seconds", "experiment", "environment")  # timings and the machine
 
 

@@ -108,6 +108,7 @@ def test_stage_outputs_are_the_paths_the_code_writes() -> None:
     assert str(paths.SEEDS_FILE) in STAGES["report"]["deps"]
 
 
+@pytest.mark.slow
 def test_changing_shared_code_makes_exactly_its_stages_stale(tiny_copy: Path) -> None:
     with (tiny_copy / "stages/plots.py").open("a") as module:
         module.write("\n# a change to the plotting code\n")
@@ -116,6 +117,7 @@ def test_changing_shared_code_makes_exactly_its_stages_stale(tiny_copy: Path) ->
     assert set(status) == {f"evaluate@{v}" for v in variants} | {"report"}
 
 
+@pytest.mark.slow
 def test_changing_the_thread_count_makes_every_train_stage_stale(tiny_copy: Path) -> None:
     """On some CPUs another thread count gives other weights, so it retrains every variant."""
     write_params(tiny_copy, {**TINY_SETTINGS, "train.threads": 3})
@@ -131,6 +133,7 @@ def test_every_variant_is_a_model_artifact() -> None:
         assert artifact["path"] == str(paths.model_file(variant))
 
 
+@pytest.mark.slow
 def test_a_registered_model_comes_back_with_dvc_artifacts_get(
     tiny_copy: Path, tmp_path: Path
 ) -> None:

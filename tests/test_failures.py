@@ -10,6 +10,8 @@ import pytest
 from stages import mnist, paths
 from tests.conftest import SPLIT_SETTINGS, assert_fails_cleanly, run, run_stage, write_params
 
+pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
+
 
 def snapshot(project: Path) -> dict[Path, tuple[int, int]]:
     """Modification time and size of every output file of the project."""

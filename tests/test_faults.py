@@ -26,6 +26,8 @@ from tests.conftest import (
     write_params,
 )
 
+pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
+
 
 def start_training(project: Path, epochs: int) -> subprocess.Popen:
     write_params(project, {**SPLIT_SETTINGS, "models.small.epochs": epochs})

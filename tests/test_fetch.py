@@ -328,3 +328,29 @@ def test_url_source_end_to_end_through_the_stage(
     ):
         for name in ("x_train", "y_train", "x_test", "y_test"):
             np.testing.assert_array_equal(written[name], served[name])
+
+
+def test_fetch_is_a_deterministic_function_of_the_served_file_and_its_params(
+    serve, split_project: Path, tmp_path: Path
+) -> None:
+    """From a file served on 127.0.0.1: the same file gives the same bytes, another file other
+    bytes, and another stage's params change nothing."""
+    folder, base = serve
+    data = (split_project / "data" / "raw" / "mnist.npz").read_bytes()
+    with np.load(io.BytesIO(data)) as archive:
+        changed = {name: archive[name].copy() for name in archive.files}
+    changed["x_test"][0, 14, 14] ^= 1  # one bit of one pixel
+    (folder / "mnist.npz").write_bytes(data)
+    (folder / "changed.npz").write_bytes(npz_bytes(changed))
+
+    def fetched(name: str, other: dict | None = None) -> bytes:
+        sha256 = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        url = {"fetch.source": "url", "fetch.url": f"{base}/{name}", "fetch.sha256": sha256}
+        write_params(tmp_path, {**url, **(other or {})})
+        run_stage("fetch", cwd=tmp_path)
+        return (tmp_path / "data" / "raw" / "mnist.npz").read_bytes()
+
+    first = fetched("mnist.npz")
+    assert fetched("mnist.npz") == first
+    assert fetched("mnist.npz", {"split.seed": 7, "train.seed": 7}) == first
+    assert fetched("changed.npz") != first

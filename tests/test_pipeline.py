@@ -18,6 +18,8 @@ from stages.models import scale
 from tests.conftest import TINY_SETTINGS as TINY
 from tests.conftest import commit_all, dvc, repo_params, run, write_params
 
+pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
+
 VARIANTS = tuple(repo_params()["models"])
 PARAM_COUNTS = {"small": 9474, "wide_dropout": 669_706, "wide": 669_706, "cnn": 184_586}
 FLOPS = {"small": 103_488, "wide_dropout": 1_337_344, "wide": 1_337_344, "cnn": 7_739_904}

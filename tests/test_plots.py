@@ -10,10 +10,13 @@ import struct
 import sys
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 from tests.conftest import REPO, dvc, repo_params, run
+
+pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
 
 VARIANTS = tuple(repo_params()["models"])
 # Validation accuracy and loss per epoch, test accuracy over seeds, a confusion matrix a variant.

@@ -1,5 +1,6 @@
 """The report: its table from metrics, the long history for DVC plots, and the README's copy."""
 
+import json
 import math
 import re
 import subprocess
@@ -23,7 +24,13 @@ from stages.report import (
     update_readme,
     welch,
 )
-from tests.conftest import REPO, repo_params, run_stage
+from tests.conftest import (
+    REPO,
+    output_bytes,
+    repo_params,
+    rerun_outputs,
+    run_stage,
+)
 
 
 def test_summary_table_puts_the_run_beside_the_seed_study_and_2016() -> None:
@@ -212,3 +219,34 @@ def test_readme_is_a_front_door_of_at_most_300_lines() -> None:
     assert len(readme.splitlines()) <= 300
     for linked in re.findall(r"\]\((docs/[\w.]+)\)", readme):
         assert (REPO / linked).exists(), linked
+
+
+REPORT_OUTPUTS = [
+    "reports/summary.md",
+    "reports/seeds_current.json",
+    "reports/history.csv",
+    "reports/val_accuracy.png",
+]
+
+
+def reported(project: Path, overrides: dict | None = None) -> dict[str, bytes]:
+    return rerun_outputs(project, ["report"], REPORT_OUTPUTS, overrides)
+
+
+def test_report_is_a_deterministic_function_of_every_variants_results_and_its_params(
+    tiny_copy: Path,
+) -> None:
+    first = output_bytes(tiny_copy, REPORT_OUTPUTS)  # written by the pipeline's `dvc repro`
+    assert reported(tiny_copy) == first
+    assert reported(tiny_copy, {"train.seed": 7, "split.seed": 7}) == first  # not the report's
+    other_reference = reported(tiny_copy, {"report.reference_accuracy.small": 0.5})
+    assert other_reference["reports/summary.md"] != first["reports/summary.md"]
+
+    for variant in repo_params()["models"]:
+        path = tiny_copy / "metrics" / f"{variant}.json"
+        original = path.read_text()
+        metrics = json.loads(original)
+        metrics["test"]["accuracy"] = 0.123456
+        path.write_text(json.dumps(metrics))
+        assert reported(tiny_copy)["reports/summary.md"] != first["reports/summary.md"], variant
+        path.write_text(original)

@@ -33,6 +33,8 @@ from tests.conftest import (
     write_params,
 )
 
+pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
+
 # The train stage, after hiding any GPU and splitting the one physical CPU into two logical
 # devices, so that the `mirrored` strategy has two CPU replicas to keep in sync.
 TRAIN_ON_TWO_CPUS = """

@@ -8,7 +8,7 @@ import pytest
 
 from stages import dataset, files, mnist, paths
 from stages.errors import StageError
-from tests.conftest import assert_fails_cleanly, run_stage, write_params
+from tests.conftest import assert_fails_cleanly, output_bytes, run_stage, write_params
 
 RNG = np.random.default_rng(1)
 
@@ -91,3 +91,32 @@ def test_test_split_is_the_official_test_set_and_train_validation_partition_the_
     train, validation = rows(parts["train"][0]), rows(parts["validation"][0])
     assert not train & validation
     assert train | validation == rows(raw_arrays["x_train"])
+
+
+SPLIT_OUTPUTS = [str(paths.split_file(name)) for name in paths.SPLITS] + [str(paths.MANIFEST_FILE)]
+
+
+def split_outputs(project: Path) -> dict[str, bytes]:
+    run_stage("split", cwd=project)
+    return output_bytes(project, SPLIT_OUTPUTS)
+
+
+def test_split_is_a_deterministic_function_of_the_raw_file_and_its_params(
+    raw_project: Path,
+) -> None:
+    first = split_outputs(raw_project)
+    assert split_outputs(raw_project) == first
+    write_params(raw_project, {"train.seed": 7, "models.small.epochs": 3})  # not split's
+    assert split_outputs(raw_project) == first
+
+    write_params(raw_project, {"split.seed": 7})
+    reseeded = split_outputs(raw_project)
+    for name in ("train", "validation"):
+        assert reseeded[str(paths.split_file(name))] != first[str(paths.split_file(name))]
+    assert reseeded[str(paths.split_file("test"))] == first[str(paths.split_file("test"))]
+
+    write_params(raw_project, {})
+    raw = dict(np.load(paths.RAW_FILE))
+    raw["x_train"][0, 0, 0] ^= 1  # one bit of one pixel of the raw file
+    files.save_arrays(paths.RAW_FILE, **raw)
+    assert split_outputs(raw_project) != first

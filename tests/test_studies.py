@@ -33,6 +33,8 @@ from tests.conftest import (
 from tools.experiments import Run, threads_per_run
 from tools.sweep import planned_runs, ranking
 
+pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
+
 
 def charted(project: Path) -> list[str]:
     """The seed runs that the report handed to the seeds chart."""

@@ -1,5 +1,6 @@
 """The train stage's code path on real MNIST: what it saves, and what must not change weights."""
 
+import csv
 from pathlib import Path
 
 import keras
@@ -10,7 +11,7 @@ from stages.environment import environment
 from stages.models import build_model, learning_rate, one_hot, scale
 from stages.params import load_params
 from stages.training import fit_variant, training_batches
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY_SETTINGS, run_stage, write_params
 
 PARAMS = load_params(REPO / "params.yaml")
 SAMPLES = 2048
@@ -159,3 +160,31 @@ def test_augmentation_is_deterministic_and_off_at_inference(data: dict, tmp_path
     predictions = first.predict(images, verbose=0)
     np.testing.assert_array_equal(predictions, plain.predict(images, verbose=0))
     np.testing.assert_array_equal(predictions, first.predict(images, verbose=0))
+
+
+def trained_outputs(project: Path, overrides: dict) -> dict:
+    """What `train@small` writes that the same inputs must reproduce: all but the timings."""
+    write_params(project, {**TINY_SETTINGS, **overrides})
+    run_stage("train", "small", cwd=project)
+    with (project / "history" / "small.csv").open() as stream:
+        history = [
+            {k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(stream)
+        ]
+    return {
+        "model": (project / "models" / "small.keras").read_bytes(),
+        "metrics": (project / "metrics" / "train" / "small.json").read_bytes(),
+        "history": history,
+    }
+
+
+def test_train_is_a_deterministic_function_of_the_split_and_its_params(split_copy: Path) -> None:
+    first = trained_outputs(split_copy, {})
+    assert trained_outputs(split_copy, {}) == first
+    not_read = {"split.seed": 7, "models.wide.dropout": 0.5, "report.reference_accuracy.small": 0.9}
+    assert trained_outputs(split_copy, not_read) == first
+    for read in ({"train.seed": 7}, {"models.small.dropout": 0.1}):
+        assert trained_outputs(split_copy, read)["model"] != first["model"], read
+
+    write_params(split_copy, {**TINY_SETTINGS, "split.seed": 7})
+    run_stage("split", cwd=split_copy)  # another train.npz, same params for train
+    assert trained_outputs(split_copy, {"split.seed": 7})["model"] != first["model"]

@@ -32,6 +32,7 @@ STATUS_EVERY = 10  # polls between two `dvc queue status` calls (about 1 s of CP
 UNSEEN_LIMIT = 6  # status checks in a row without a task before it counts as lost
 LOG_LINES = 12  # of a failed run's log, shown with its error
 QUEUE_STASH = "refs/exps/celery/stash"  # DVC's queue; its newest entry is the task just queued
+NO_WORKERS = "Worker status: 0 active, 0 idle"  # `dvc queue status` with no worker alive
 
 
 @dataclass(frozen=True)
@@ -215,14 +216,33 @@ def queue(runs: list[Run], jobs: int, base: str, tasks: dict[str, str]) -> None:
     """Queue the runs, first removing their earlier experiments, and note each run's task.
 
     The workers start only once every run is queued: until then nothing takes an entry off
-    DVC's queue stash, so its newest entry is the task just queued.
+    DVC's queue stash, so its newest entry is the task just queued. So a worker left from an
+    earlier study is stopped first.
     """
+    stop_idle_workers()
     earlier = sorted(experiment_names(base) & {run.name for run in runs})
     if earlier:
         dvc("exp", "remove", *earlier)
     for run in runs:
         dvc(*exp_run_command(run, threads_per_run(jobs), queue=True)[1:])
         tasks[run.name] = git("rev-parse", QUEUE_STASH).decode()[:7]
+
+
+def stop_idle_workers() -> None:
+    """Stop DVC's queue workers and wait until none is left (at most a minute).
+
+    A worker idles for a while after its queue is empty; one left from the previous study
+    would take a run off the stash before its task is noted.
+    """
+    dvc("queue", "stop", check=False)
+    for _ in range(60 // POLL_SECONDS):
+        if NO_WORKERS in dvc("queue", "status").stdout:
+            return
+        time.sleep(POLL_SECONDS)
+    raise StageError(
+        "DVC's queue workers did not stop within a minute",
+        "let their runs finish, or stop them with `dvc queue stop --kill`, then try again",
+    )
 
 
 def start_workers(jobs: int) -> None:

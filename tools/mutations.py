@@ -52,6 +52,43 @@ MUTATIONS = (
         ("tests/test_split.py",),
     ),
     Mutation(
+        "the split ignores its seed",
+        "stages/split.py",
+        "random_state=params.seed,",
+        "random_state=None,",
+        (
+            "tests/test_split.py::"
+            "test_split_is_a_deterministic_function_of_the_raw_file_and_its_params",
+        ),
+    ),
+    Mutation(
+        "train ignores its seed",
+        "stages/training.py",
+        "keras.utils.set_random_seed(params.seed)",
+        "keras.utils.set_random_seed(42)",
+        (
+            "tests/test_train.py::"
+            "test_train_is_a_deterministic_function_of_the_split_and_its_params",
+        ),
+    ),
+    Mutation(
+        "evaluation reads the validation split",
+        "stages/evaluation.py",
+        'x_test, y_test = load_split("test")',
+        'x_test, y_test = load_split("validation")',
+        ("tests/test_evaluate.py",),
+    ),
+    Mutation(
+        "the report ignores a variant",
+        "stages/report.py",
+        "    variants = list(params.models)\n",
+        "    variants = list(params.models)[:-1]\n",
+        (
+            "tests/test_report.py::"
+            "test_report_is_a_deterministic_function_of_every_variants_results_and_its_params",
+        ),
+    ),
+    Mutation(
         "checkpoint saves every epoch, not the best",
         "stages/training.py",
         "save_best_only=True",
@@ -152,6 +189,16 @@ MUTATIONS = (
         "    if not is_chief(params.train):",
         "    if False:",
         ("tests/test_scale.py::test_two_workers_train_like_one_and_only_the_chief_writes",),
+    ),
+    Mutation(
+        "a lost multi_worker peer ends in a traceback",
+        "stages/training.py",
+        "        raise lost_peer(error) from None",
+        "        raise",
+        (
+            "tests/test_scale.py::"
+            "test_a_lost_worker_ends_the_chief_with_one_line_and_nothing_written",
+        ),
     ),
     Mutation(
         "the Keras fix patches any Keras version",
