@@ -20,10 +20,12 @@ install: $(INSTALLED) $(TEMPLATE) ## create .venv from requirements.lock and the
 repro: install ## run the whole pipeline (`dvc repro`)
 	dvc repro
 
+# The suite waits on subprocesses much of the time (DVC, Git, queue and cluster workers), so two
+# pytest workers, each taking whole files, use the two cores that one leaves half idle.
 test: install $(CHROMIUM) ## ruff check, ruff format --check and the test suite
 	ruff check .
 	ruff format --check .
-	python -m pytest
+	python -m pytest -n 2 --dist loadfile
 
 docs: install ## redraw the README's pictures from the current results
 	python -m docs.render
