@@ -21,11 +21,12 @@ repro: install ## run the whole pipeline (`dvc repro`)
 	dvc repro
 
 # The suite waits on subprocesses much of the time (DVC, Git, queue and cluster workers), so two
-# pytest workers, each taking whole files, use the two cores that one leaves half idle.
+# pytest workers, each taking whole files, use the two cores that one leaves half idle (their
+# options are pytest's addopts in pyproject.toml).
 test: install $(CHROMIUM) ## ruff check, ruff format --check and the test suite
 	ruff check .
 	ruff format --check .
-	python -m pytest -n 2 --dist loadfile
+	python -m pytest
 
 docs: install ## redraw the README's pictures from the current results
 	python -m docs.render

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from filelock import FileLock
 
 import benchmarks.pipeline
 
@@ -24,11 +25,22 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+SHARED_SETUPS = ("queued_experiments", "seed_study")  # minutes to build; see `built_once`
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The unit-level tests first, then the real-process ones marked `slow`, so that a broken
-    behaviour shows in the first minutes. A stable sort: pytest-randomly's shuffle (applied
-    before this hook) stays within each group."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+    behaviour shows in the first minutes. Among these, the files that use a shared setup go
+    first: they take longest, and the sooner one is built, the sooner the other worker reuses
+    it. A stable sort: pytest-randomly's shuffle (applied before this hook) stays within each
+    group."""
+    shared = {item.path for item in items if set(SHARED_SETUPS) & set(item.fixturenames)}
+    items.sort(key=lambda item: run_order(item, shared))
+
+
+def run_order(item: pytest.Item, shared: set[Path]) -> tuple[bool, bool]:
+    """Unit-level first; then slow files with a shared setup; then the other slow files."""
+    return item.get_closest_marker("slow") is not None, item.path not in shared
 
 
 def subprocess_env() -> dict[str, str]:
@@ -193,42 +205,69 @@ def queue_states(project: Path) -> str:
     return dvc("queue", "status", cwd=project).stdout
 
 
+def built_once(
+    name: str,
+    build: Callable[[Path], Any],
+    tmp_path_factory: pytest.TempPathFactory,
+    worker_id: str,
+) -> tuple[Path, Any]:
+    """Build a read-only session fixture once for all of pytest-xdist's workers.
+
+    The first worker that needs it builds it (`build(project)` returns what to keep beside it)
+    in the run's temporary folder, which the workers share; a file lock holds the others until
+    it is there. Returns the project and what `build` returned.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # the run's folder, above each worker's own
+    folder, built = root / name, root / f"{name}.json"
+    with FileLock(root / f"{name}.lock"):
+        if not built.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # from a worker whose build failed
+            kept = build(folder / "project")
+            built.write_text(json.dumps(kept))
+    return folder / "project", json.loads(built.read_text())
+
+
 @pytest.fixture(scope="session")
 def queued_experiments(
-    tiny_project: Path, tmp_path_factory: pytest.TempPathFactory
+    tiny_project: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str
 ) -> tuple[Path, int]:
     """Two experiments of the tiny pipeline run by `dvc queue start -j 2`, in a copy.
 
     Returns the project and the most experiments seen running at once. Tests only read it.
     """
-    folder = tmp_path_factory.mktemp("queue") / "project"
-    project = Path(shutil.copytree(tiny_project, folder, symlinks=True))
-    for dropout in QUEUED_DROPOUTS:
-        dvc(
-            "exp", "run", "--queue", "-n", f"drop{dropout[-1]}",
-            "-S", f"models.wide.dropout={dropout}", "-S", "train.threads=1",
+
+    def run_queue(project: Path) -> int:
+        shutil.copytree(tiny_project, project, symlinks=True)
+        for dropout in QUEUED_DROPOUTS:
+            dvc(
+                "exp", "run", "--queue", "-n", f"drop{dropout[-1]}",
+                "-S", f"models.wide.dropout={dropout}", "-S", "train.threads=1",
+                cwd=project,
+            )  # fmt: skip
+        # Not through a pipe: the detached queue workers inherit the output, and reading a pipe
+        # to its end would wait for them to finish the whole queue.
+        subprocess.run(
+            [str(BIN / "dvc"), "queue", "start", "-j", "2"],
             cwd=project,
-        )  # fmt: skip
-    # Not through a pipe: the detached queue workers inherit the output, and reading a pipe to
-    # its end would wait for them to finish the whole queue.
-    subprocess.run(
-        [str(BIN / "dvc"), "queue", "start", "-j", "2"],
-        cwd=project,
-        env=subprocess_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=True,
-    )
-    most_running = 0
-    try:
-        deadline = time.monotonic() + 1800  # a guard against a hung queue, not a timing check
-        while "Queued" in (states := queue_states(project)) or "Running" in states:
-            most_running = max(most_running, states.count("Running"))
-            assert time.monotonic() < deadline, states
-            time.sleep(2)
-    finally:
-        dvc("queue", "stop", "--kill", cwd=project, check=False)
-    return project, most_running
+            env=subprocess_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+        )
+        most_running = 0
+        try:
+            deadline = time.monotonic() + 1800  # a guard against a hung queue, not a timing check
+            while "Queued" in (states := queue_states(project)) or "Running" in states:
+                most_running = max(most_running, states.count("Running"))
+                assert time.monotonic() < deadline, states
+                time.sleep(2)
+        finally:
+            dvc("queue", "stop", "--kill", cwd=project, check=False)
+        return most_running
+
+    return built_once("queue", run_queue, tmp_path_factory, worker_id)
 
 
 @pytest.fixture
@@ -261,14 +300,18 @@ def experiments(project: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="session")
-def seed_study(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def seed_study(
+    tiny_project: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> Path:
     """The seed study of two variants over two seeds, in a copy of the tiny pipeline."""
-    folder = tmp_path_factory.mktemp("seeds") / "project"
-    project = Path(shutil.copytree(tiny_project, folder, symlinks=True))
-    (project / "reports/seeds.json").unlink()
-    command = seed_study_command("--seeds", *SEEDS, "--variants", *VARIANTS, "--jobs", "2")
-    assert "4 runs to do, 0 recorded" in run(command, cwd=project).stdout
-    return project
+
+    def run_study(project: Path) -> None:
+        shutil.copytree(tiny_project, project, symlinks=True)
+        (project / "reports/seeds.json").unlink()
+        command = seed_study_command("--seeds", *SEEDS, "--variants", *VARIANTS, "--jobs", "2")
+        assert "4 runs to do, 0 recorded" in run(command, cwd=project).stdout
+
+    return built_once("seeds", run_study, tmp_path_factory, worker_id)[0]
 
 
 @pytest.fixture

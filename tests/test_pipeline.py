@@ -14,9 +14,10 @@ import keras
 import numpy as np
 import pytest
 
+from stages import paths
 from stages.models import scale
+from tests.conftest import BIN, commit_all, dvc, repo_params, run, write_params
 from tests.conftest import TINY_SETTINGS as TINY
-from tests.conftest import commit_all, dvc, repo_params, run, write_params
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
 
@@ -166,3 +167,32 @@ def test_the_saved_model_scores_the_recorded_best_validation_accuracy(project: P
         predicted = model.predict(scale(images), batch_size=1000, verbose=0).argmax(axis=1)
         recorded = metrics(project, variant)["validation"]["best_accuracy"]
         assert np.mean(predicted == labels) == pytest.approx(recorded, abs=1e-6)
+
+
+def test_changing_shared_code_makes_exactly_its_stages_stale(tiny_copy: Path) -> None:
+    with (tiny_copy / "stages/plots.py").open("a") as module:
+        module.write("\n# a change to the plotting code\n")
+    status = json.loads(dvc("status", "--json", cwd=tiny_copy).stdout)
+    variants = repo_params()["models"]
+    assert set(status) == {f"evaluate@{v}" for v in variants} | {"report"}
+
+
+def test_changing_the_thread_count_makes_every_train_stage_stale(tiny_copy: Path) -> None:
+    """On some CPUs another thread count gives other weights, so it retrains every variant."""
+    write_params(tiny_copy, {**TINY, "train.threads": 3})
+    status = json.loads(dvc("status", "--json", cwd=tiny_copy).stdout)
+    assert set(status) == {f"train@{v}" for v in repo_params()["models"]}
+
+
+def test_a_registered_model_comes_back_with_dvc_artifacts_get(
+    tiny_copy: Path, tmp_path: Path
+) -> None:
+    """`gto register` tags a version in git; `dvc artifacts get` fetches it from the remote."""
+    project = tiny_copy
+    dvc("remote", "add", "-d", "shared", str(tmp_path / "remote"), cwd=project)
+    dvc("push", cwd=project)
+    commit_all(project, "a DVC remote")
+    run([str(BIN / "gto"), "register", "wide"], cwd=project)
+    target = tmp_path / "wide.keras"
+    dvc("artifacts", "get", ".", "wide", "-o", str(target), cwd=project)
+    assert target.read_bytes() == (project / paths.model_file("wide")).read_bytes()

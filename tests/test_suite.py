@@ -1,9 +1,65 @@
 """The suite itself: the order in which `make test` runs it."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+
+from tests.conftest import REPO, SHARED_SETUPS
+
+TEST_FILE = """
+import os
+import pytest
+{mark}
+
+@pytest.mark.parametrize("case", range({cases}))
+def test_case(case):
+    with open(os.environ["ORDER_LOG"], "a") as log:
+        log.write(f"{{os.environ['PYTEST_XDIST_WORKER']}} {{__name__}} {slow}\\n")
+"""
 
 
 def test_the_unit_level_tests_run_before_the_slow_ones(request: pytest.FixtureRequest) -> None:
-    """In every random order, no unmarked test comes after one marked `slow`."""
-    slow = [item.get_closest_marker("slow") is not None for item in request.session.items]
+    """In every random order, no unmarked test comes after one marked `slow`, and no slow test
+    without a shared setup before a slow one with (see `run_order`)."""
+    items = request.session.items
+    slow = [item.get_closest_marker("slow") is not None for item in items]
     assert slow == sorted(slow)
+    shared = {item.path for item in items if set(SHARED_SETUPS) & set(item.fixturenames)}
+    collected = {item.path.name for item in items}
+    assert {path.name for path in shared} >= {"test_studies.py", "test_scale.py"} & collected
+    heavy_first = [item.path not in shared for item in items if item.get_closest_marker("slow")]
+    assert heavy_first == sorted(heavy_first)
+
+
+def test_each_file_is_wholly_unit_level_or_wholly_slow(request: pytest.FixtureRequest) -> None:
+    """A worker takes whole files, so a file with both kinds would run its slow tests early."""
+    kinds: dict[Path, set[bool]] = {}
+    for item in request.session.items:
+        kinds.setdefault(item.path, set()).add(item.get_closest_marker("slow") is not None)
+    assert {path.name: kind for path, kind in kinds.items() if len(kind) > 1} == {}
+
+
+def test_each_worker_takes_whole_files_and_the_unit_level_ones_first(tmp_path: Path) -> None:
+    """`make test`'s options (pyproject.toml) with this suite's hooks, on a suite of six files:
+    the slow files hold the most tests, which pytest-xdist would otherwise send out first."""
+    for number in range(3):
+        (tmp_path / f"test_unit{number}.py").write_text(TEST_FILE.format(mark="", cases=1, slow=0))
+        slow_file = TEST_FILE.format(mark="pytestmark = pytest.mark.slow", cases=4, slow=1)
+        (tmp_path / f"test_slow{number}.py").write_text(slow_file)
+    log = tmp_path / "order.log"
+    command = [sys.executable, "-m", "pytest", "-c", str(REPO / "pyproject.toml")]
+    command += ["--rootdir", str(tmp_path), "-p", "tests.conftest", "-p", "no:cacheprovider"]
+    env = {**os.environ, "ORDER_LOG": str(log), "PYTHONPATH": str(REPO)}
+    result = subprocess.run([*command, str(tmp_path)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = [line.split() for line in log.read_text().splitlines()]
+    assert len(runs) == 15
+    workers = {worker for worker, _, _ in runs}
+    for module in {module for _, module, _ in runs}:
+        assert len({worker for worker, name, _ in runs if name == module}) == 1, module
+    for worker in workers:
+        slow = [flag == "1" for ran_on, _, flag in runs if ran_on == worker]
+        assert slow == sorted(slow), worker
