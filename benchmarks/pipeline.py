@@ -25,7 +25,7 @@ RESULTS_FILE = Path("benchmarks/results/pipeline.json")
 PROJECT_FILES = (
     "dvc.yaml",
     "params.yaml",
-    "requirements.lock",
+    "requirements",
     "stages",
     "tools",
     ".dvc/config",

@@ -39,7 +39,7 @@ def page(bundle: str) -> str:
     if "</script" in bundle.lower() or any(name in bundle for name in placeholders):
         raise StageError(
             "this vl-convert-python's JavaScript bundle cannot be inlined in a <script> element",
-            "pin the version in requirements.lock that last worked",
+            "pin the version that last worked in the locks (requirements/)",
         )
     return PAGE.replace("{bundle}", bundle)
 
