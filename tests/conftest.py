@@ -185,26 +185,6 @@ def commit_all(project: Path, message: str) -> str:
     return run(["git", "rev-parse", "HEAD"], cwd=project).stdout.strip()
 
 
-@pytest.fixture(scope="session")
-def tiny_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The whole pipeline run once with one or two epochs a variant, and committed to git.
-
-    Shared by the whole session: tests that change it work on `tiny_copy` instead.
-    """
-    project = copy_project(tmp_path_factory.mktemp("tiny"))
-    write_params(project, TINY_SETTINGS)
-    dvc("repro", cwd=project)
-    commit_all(project, "tiny pipeline")
-    return project
-
-
-QUEUED_DROPOUTS = ("0.1", "0.3")  # experiments drop1 and drop3 of models.wide, as docs/scaling.md
-
-
-def queue_states(project: Path) -> str:
-    return dvc("queue", "status", cwd=project).stdout
-
-
 def built_once(
     name: str,
     build: Callable[[Path], Any],
@@ -227,6 +207,32 @@ def built_once(
             kept = build(folder / "project")
             built.write_text(json.dumps(kept))
     return folder / "project", json.loads(built.read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The whole pipeline run once with one or two epochs a variant, and committed to git.
+
+    Built once per run (`built_once`) and copied for each worker, which runs DVC in it; tests
+    that change it work on `tiny_copy` instead.
+    """
+
+    def run_pipeline(project: Path) -> None:
+        copy_project(project)
+        write_params(project, TINY_SETTINGS)
+        dvc("repro", cwd=project)
+        commit_all(project, "tiny pipeline")
+
+    built, _ = built_once("tiny", run_pipeline, tmp_path_factory, worker_id)
+    folder = tmp_path_factory.mktemp("tiny") / "project"
+    return Path(shutil.copytree(built, folder, symlinks=True))
+
+
+QUEUED_DROPOUTS = ("0.1", "0.3")  # experiments drop1 and drop3 of models.wide, as docs/scaling.md
+
+
+def queue_states(project: Path) -> str:
+    return dvc("queue", "status", cwd=project).stdout
 
 
 @pytest.fixture(scope="session")
