@@ -25,22 +25,36 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-SHARED_SETUPS = ("queued_experiments", "seed_study")  # minutes to build; see `built_once`
+SHARED_SETUPS = ("tiny_project", "queued_experiments", "seed_study")  # see `built_once`
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The unit-level tests first, then the real-process ones marked `slow`, so that a broken
-    behaviour shows in the first minutes. Among these, the files that use a shared setup go
-    first: they take longest, and the sooner one is built, the sooner the other worker reuses
-    it. A stable sort: pytest-randomly's shuffle (applied before this hook) stays within each
-    group."""
-    shared = {item.path for item in items if set(SHARED_SETUPS) & set(item.fixturenames)}
-    items.sort(key=lambda item: run_order(item, shared))
+    behaviour shows in the first minutes. Within each part, the first file to use a shared
+    setup goes first, as it builds it, and the other files that use one go last, so that the
+    other worker finds it built rather than waiting for it. A stable sort: pytest-randomly's
+    shuffle (applied before this hook) holds within each group."""
+    items.sort(key=is_slow)
+    ranks = file_ranks(items)
+    items.sort(key=lambda item: (is_slow(item), ranks[item.path]))
 
 
-def run_order(item: pytest.Item, shared: set[Path]) -> tuple[bool, bool]:
-    """Unit-level first; then slow files with a shared setup; then the other slow files."""
-    return item.get_closest_marker("slow") is not None, item.path not in shared
+def is_slow(item: pytest.Item) -> bool:
+    return item.get_closest_marker("slow") is not None
+
+
+def file_ranks(items: list[pytest.Item]) -> dict[Path, int]:
+    """Each file's rank: 0 if it is the first, in the order of `items`, to use a shared setup
+    (it builds it); 2 if it uses only setups that an earlier file builds; 1 if it uses none."""
+    uses: dict[Path, set[str]] = {}
+    for item in items:
+        uses.setdefault(item.path, set()).update(set(SHARED_SETUPS) & set(item.fixturenames))
+    built: set[str] = set()
+    ranks = {}
+    for path, setups in uses.items():
+        ranks[path] = 0 if setups - built else 2 if setups else 1
+        built |= setups
+    return ranks
 
 
 def subprocess_env() -> dict[str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SHARED_SETUPS
+from tests.conftest import REPO, is_slow
 
 TEST_FILE = """
 import os
@@ -22,16 +22,25 @@ def test_case(case):
 
 
 def test_the_unit_level_tests_run_before_the_slow_ones(request: pytest.FixtureRequest) -> None:
-    """In every random order, no unmarked test comes after one marked `slow`, and no slow test
-    without a shared setup before a slow one with (see `run_order`)."""
-    items = request.session.items
-    slow = [item.get_closest_marker("slow") is not None for item in items]
+    """In every random order, no unmarked test comes after one marked `slow`."""
+    slow = [is_slow(item) for item in request.session.items]
     assert slow == sorted(slow)
-    shared = {item.path for item in items if set(SHARED_SETUPS) & set(item.fixturenames)}
-    collected = {item.path.name for item in items}
-    assert {path.name for path in shared} >= {"test_studies.py", "test_scale.py"} & collected
-    heavy_first = [item.path not in shared for item in items if item.get_closest_marker("slow")]
-    assert heavy_first == sorted(heavy_first)
+
+
+def test_each_part_starts_with_the_files_that_build_the_shared_setups(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The unit-level part starts with a file that builds the tiny pipeline; the slow part
+    with the two files that build the study fixtures (see `file_ranks`)."""
+    items = request.session.items
+    unit = [item for item in items if not is_slow(item)]
+    slow = [item for item in items if is_slow(item)]
+    used = set().union(*(item.fixturenames for item in unit))
+    assert {"tiny_project"} & used <= set().union(*(item.fixturenames for item in unit[:1]))
+    used = set().union(*(item.fixturenames for item in slow))
+    first_two = list(dict.fromkeys(item.path for item in slow))[:2]
+    leading = set().union(*(item.fixturenames for item in slow if item.path in first_two))
+    assert {"queued_experiments", "seed_study"} & used <= leading
 
 
 def test_each_file_is_wholly_unit_level_or_wholly_slow(request: pytest.FixtureRequest) -> None:
