@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, is_slow
+from tools.mutations import MUTATIONS, Mutation
 
 TEST_FILE = """
 import os
@@ -72,3 +73,13 @@ def test_each_worker_takes_whole_files_and_the_unit_level_ones_first(tmp_path: P
     for worker in workers:
         slow = [flag == "1" for ran_on, _, flag in runs if ran_on == worker]
         assert slow == sorted(slow), worker
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda mutation: mutation.name)
+def test_every_mutation_still_applies_and_names_real_tests(mutation: Mutation) -> None:
+    """`python -m tools.mutations` (not part of `make test`) finds its text once, and its tests."""
+    assert (REPO / mutation.path).read_text().count(mutation.old) == 1
+    for test in mutation.tests:
+        path, _, name = test.partition("::")
+        source = (REPO / path).read_text()
+        assert not name or f"def {name.split('[')[0]}(" in source, test
