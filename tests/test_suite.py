@@ -36,12 +36,19 @@ def test_each_part_starts_with_the_files_that_build_the_shared_setups(
     items = request.session.items
     unit = [item for item in items if not is_slow(item)]
     slow = [item for item in items if is_slow(item)]
-    used = set().union(*(item.fixturenames for item in unit))
-    assert {"tiny_project"} & used <= set().union(*(item.fixturenames for item in unit[:1]))
-    used = set().union(*(item.fixturenames for item in slow))
-    first_two = list(dict.fromkeys(item.path for item in slow))[:2]
-    leading = set().union(*(item.fixturenames for item in slow if item.path in first_two))
-    assert {"queued_experiments", "seed_study"} & used <= leading
+    assert {"tiny_project"} & fixtures_of(unit) <= fixtures_of(first_files(unit, 1))
+    studies = {"queued_experiments", "seed_study"} & fixtures_of(slow)
+    assert studies <= fixtures_of(first_files(slow, 2))
+
+
+def fixtures_of(items: list[pytest.Item]) -> set[str]:
+    return set().union(*(item.fixturenames for item in items))
+
+
+def first_files(items: list[pytest.Item], count: int) -> list[pytest.Item]:
+    """The items of the first `count` files, in the order of `items`."""
+    paths = list(dict.fromkeys(item.path for item in items))[:count]
+    return [item for item in items if item.path in paths]
 
 
 def test_each_file_is_wholly_unit_level_or_wholly_slow(request: pytest.FixtureRequest) -> None:
