@@ -57,11 +57,11 @@ python:
 	@:
 
 # A changed lock, or another Python, rebuilds the venv from scratch: nothing outside the lock
-# lingers.
+# lingers. The lock is complete (`make lock`), so pip installs it as it is (--no-deps).
 $(INSTALLED): $(LOCK)
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(LOCK)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r $(LOCK)
 	touch $@
 
 lock: python ## re-resolve pyproject.toml into requirements/, one lock per Python (each on PATH)

@@ -90,12 +90,13 @@ def test_the_makefile_and_the_locks_cover_what_pyproject_admits() -> None:
         assert "tensorflow==2.21.0" in lines and "torch==2.13.0" in lines
 
 
-def test_a_pip_report_becomes_pins_without_the_project_or_a_local_label() -> None:
+def test_a_pip_report_becomes_pins_without_the_project_triton_or_a_local_label() -> None:
     report = {
         "install": [
             {"metadata": {"name": "torch", "version": "2.13.0+cpu"}},
             {"metadata": {"name": "mnist-dvc", "version": "0.1.0"}},
             {"metadata": {"name": "Absl-py", "version": "2.3.1"}},
+            {"metadata": {"name": "triton", "version": "3.7.1"}},
         ]
     }
     assert pins(report) == ["Absl-py==2.3.1", "torch==2.13.0"]

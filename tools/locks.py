@@ -23,6 +23,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 LOCKS = REPO / "requirements"
 EXTRAS = ".[dev,bench]"
+# Left out of every lock, which `make install` installs without resolving again (--no-deps).
+# triton: GPU kernels for torch.compile, which PyPI's PyTorch (3.12 and 3.13) pulls in; the
+# CPU-only peer never uses it, and loading it into a process that holds TensorFlow segfaults.
+LEFT_OUT = {"triton"}
 PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(17, 36)] + ["manylinux2014_x86_64"]
 
 
@@ -57,7 +61,7 @@ def pip_report(what: str, python: str, *args: str) -> dict:
 
 
 def pins(report: dict) -> list[str]:
-    """`name==version` for each package in the report, but the project itself.
+    """`name==version` for each package in the report, but the project and `LEFT_OUT`.
 
     A local version label (`+cpu`) is dropped: `==2.13.0` still takes the CPU build where
     pip finds it, and PyPI's build elsewhere.
@@ -65,7 +69,7 @@ def pins(report: dict) -> list[str]:
     lines = []
     for item in report["install"]:
         metadata = item["metadata"]
-        if metadata["name"] != "mnist-dvc":
+        if metadata["name"] != "mnist-dvc" and metadata["name"] not in LEFT_OUT:
             lines.append(f"{metadata['name']}=={metadata['version'].split('+')[0]}")
     return sorted(lines, key=str.lower)
 
