@@ -55,7 +55,7 @@ def test_each_file_is_wholly_unit_level_or_wholly_slow(request: pytest.FixtureRe
     """A worker takes whole files, so a file with both kinds would run its slow tests early."""
     kinds: dict[Path, set[bool]] = {}
     for item in request.session.items:
-        kinds.setdefault(item.path, set()).add(item.get_closest_marker("slow") is not None)
+        kinds.setdefault(item.path, set()).add(is_slow(item))
     assert {path.name: kind for path, kind in kinds.items() if len(kind) > 1} == {}
 
 
