@@ -189,7 +189,7 @@ MUTATIONS = (
         "stages/training.py",
         "    if not is_chief(params.train):",
         "    if False:",
-        ("tests/test_scale.py::test_two_workers_train_like_one_and_only_the_chief_writes",),
+        ("tests/test_distribute.py::test_two_workers_train_like_one_and_only_the_chief_writes",),
     ),
     Mutation(
         "a lost multi_worker peer ends in a traceback",
@@ -197,7 +197,7 @@ MUTATIONS = (
         "        raise lost_peer(error) from None",
         "        raise",
         (
-            "tests/test_scale.py::"
+            "tests/test_distribute.py::"
             "test_a_lost_worker_ends_the_chief_with_one_line_and_nothing_written",
         ),
     ),
@@ -206,7 +206,7 @@ MUTATIONS = (
         "stages/keras_compat.py",
         "    if keras.__version__ not in VERIFIED_KERAS:\n        raise",
         "    if False:\n        raise",
-        ("tests/test_scale.py::test_the_multi_worker_fix_refuses_an_unverified_keras",),
+        ("tests/test_distribute.py::test_the_multi_worker_fix_refuses_an_unverified_keras",),
     ),
     Mutation(
         "stale seed records counted",
