@@ -31,9 +31,9 @@ SHARED_SETUPS = ("tiny_project", "queued_experiments", "seed_study")  # see `bui
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The unit-level tests first, then the real-process ones marked `slow`, so that a broken
     behaviour shows in the first minutes. Within each part, the first file to use a shared
-    setup goes first, as it builds it, and the other files that use one go last, so that the
-    other worker finds it built rather than waiting for it. A stable sort: pytest-randomly's
-    shuffle (applied before this hook) holds within each group."""
+    setup goes first, as it builds it, and the other files of that part that use it go last,
+    so that the other worker finds it built rather than waiting for it. A stable sort:
+    pytest-randomly's shuffle (applied before this hook) holds within each group."""
     items.sort(key=is_slow)
     ranks = file_ranks(items)
     items.sort(key=lambda item: (is_slow(item), ranks[item.path]))
@@ -44,16 +44,26 @@ def is_slow(item: pytest.Item) -> bool:
 
 
 def file_ranks(items: list[pytest.Item]) -> dict[Path, int]:
-    """Each file's rank: 0 if it is the first, in the order of `items`, to use a shared setup
-    (it builds it); 2 if it uses only setups that an earlier file builds; 1 if it uses none."""
+    """Each file's rank within its part, the unit-level files then the slow ones, in the order
+    of `items`: 0 if it is the first to use a shared setup (it builds it); 2 if it uses one
+    that an earlier file of its part builds (it might wait for it); 1 otherwise. A setup that
+    the unit-level part builds is there when the slow part starts, as that builder runs first."""
     uses: dict[Path, set[str]] = {}
+    slow_files = set()
     for item in items:
         uses.setdefault(item.path, set()).update(set(SHARED_SETUPS) & set(item.fixturenames))
-    built: set[str] = set()
+        if is_slow(item):
+            slow_files.add(item.path)
+    built_before: set[str] = set()  # by the unit-level part, once in the slow part
+    built: set[str] = set()  # by earlier files of the part at hand
+    in_slow_part = False
     ranks = {}
     for path, setups in uses.items():
-        ranks[path] = 0 if setups - built else 2 if setups else 1
-        built |= setups
+        if path in slow_files and not in_slow_part:
+            in_slow_part, built_before, built = True, built, set()
+        needed = setups - built_before
+        ranks[path] = 0 if needed - built else 2 if needed else 1
+        built |= needed
     return ranks
 
 

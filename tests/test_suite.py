@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, is_slow
+from tests.conftest import REPO, file_ranks, is_slow
 from tools.mutations import MUTATIONS, Mutation
 
 TEST_FILE = """
@@ -39,6 +39,40 @@ def test_each_part_starts_with_the_files_that_build_the_shared_setups(
     assert {"tiny_project"} & fixtures_of(unit) <= fixtures_of(first_files(unit, 1))
     studies = {"queued_experiments", "seed_study"} & fixtures_of(slow)
     assert studies <= fixtures_of(first_files(slow, 2))
+
+
+class FakeItem:
+    """What `file_ranks` reads of a pytest item: its file, its fixtures, its `slow` mark."""
+
+    def __init__(self, path: str, fixtures: tuple[str, ...], slow: bool) -> None:
+        self.path, self.fixturenames, self.slow = Path(path), list(fixtures), slow
+
+    def get_closest_marker(self, name: str) -> str | None:
+        return name if name == "slow" and self.slow else None
+
+
+def test_a_file_goes_last_only_for_a_setup_that_its_own_part_builds() -> None:
+    """The slow part reuses the tiny pipeline that the unit-level part built: no wait, no
+    reason to go last; a study fixture built in the slow part sends its other users last."""
+    items = [
+        FakeItem("unit_builds_tiny.py", ("tiny_project",), slow=False),
+        FakeItem("unit_plain.py", (), slow=False),
+        FakeItem("unit_reuses_tiny.py", ("tiny_project",), slow=False),
+        FakeItem("slow_builds_queue.py", ("tiny_project", "queued_experiments"), slow=True),
+        FakeItem("slow_uses_tiny.py", ("tiny_project",), slow=True),
+        FakeItem("slow_reuses_queue.py", ("tiny_project", "queued_experiments"), slow=True),
+        FakeItem("slow_plain.py", (), slow=True),
+    ]
+    ranks = {path.name: rank for path, rank in file_ranks(items).items()}
+    assert ranks == {
+        "unit_builds_tiny.py": 0,
+        "unit_plain.py": 1,
+        "unit_reuses_tiny.py": 2,
+        "slow_builds_queue.py": 0,
+        "slow_uses_tiny.py": 1,
+        "slow_reuses_queue.py": 2,
+        "slow_plain.py": 1,
+    }
 
 
 def fixtures_of(items: list[pytest.Item]) -> set[str]:
