@@ -1,29 +1,35 @@
 # `make install` sets up .venv and the offline plots page; `make repro` runs the pipeline;
-# `make test` runs lint, the format check and the test suite. Each installs only what is stale.
+# `make test` runs lint, the format check and the test suite; `make bench` the speed benchmark
+# with its PyTorch peer, from a venv of its own. Each installs only what is stale.
 
-# The CPython versions that pyproject.toml admits, newest first, each with its requirements/ lock.
+# The CPython versions that pyproject.toml admits, newest first; one lock serves them all.
 PYTHONS := 3.13 3.12 3.11
 # The newest of them that runs here (a pyenv shim for an inactive version does not), or PYTHON=...
 ifndef PYTHON
 PYTHON := $(firstword $(foreach v,$(PYTHONS),$(shell python$(v) -c 'print("python$(v)")' 2>/dev/null)))
 endif
 PYTHON_VERSION := $(if $(PYTHON),$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))
-LOCK := requirements/$(PYTHON_VERSION).lock
+LOCK := requirements/pipeline.txt
+BENCH_LOCK := requirements/bench.txt
+UV_LOCK := requirements/uv.txt
 VENV := .venv
+BENCH_VENV := .venv-bench
 INSTALLED := $(VENV)/.installed-$(PYTHON_VERSION)
+BENCH_INSTALLED := $(BENCH_VENV)/.installed-$(PYTHON_VERSION)
 TEMPLATE := reports/plots_template.html
+BENCH_ARGS ?=
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 CHROMIUM := /usr/bin/chromium
 APT := $(shell [ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test docs schema lock check-lock python
+.PHONY: help install repro test bench docs schema lock python
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: python $(INSTALLED) $(TEMPLATE) ## create .venv from the Python's lock, and the offline plots page
+install: python $(INSTALLED) $(TEMPLATE) ## create .venv from requirements/pipeline.txt, and the offline plots page
 
 repro: install ## run the whole pipeline (`dvc repro`)
 	dvc repro
@@ -56,18 +62,22 @@ python:
 	$(if $(filter $(PYTHON_VERSION),$(PYTHONS)),,$(error $(PYTHON) is Python $(or $(PYTHON_VERSION),unknown), not 3.11, 3.12 or 3.13; name another: make install PYTHON=/path/to/python3.12))
 	@:
 
-# A changed lock, or another Python, rebuilds the venv from scratch: nothing outside the lock
-# lingers. The lock is complete (`make lock`), so pip installs it as it is (--no-deps).
-$(INSTALLED): $(LOCK)
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r $(LOCK)
+# A changed lock, or another Python, rebuilds the venv from scratch: uv installs exactly the
+# lock, every file checked against its hash, and a failure leaves no venv and one line.
+$(INSTALLED): $(LOCK) $(UV_LOCK)
+	$(PYTHON) -m tools.install $(VENV) $(LOCK)
 	touch $@
 
-lock: python ## re-resolve pyproject.toml into requirements/, one lock per Python (each on PATH)
-	$(PYTHON) -m tools.locks write
-	rm -rf build *.egg-info
+# The PyTorch peer of the speed benchmark lives in a venv of its own: `make test` never sees it.
+$(BENCH_INSTALLED): $(BENCH_LOCK) $(UV_LOCK)
+	$(PYTHON) -m tools.install $(BENCH_VENV) $(BENCH_LOCK)
+	touch $@
 
-check-lock: python ## check that every lock resolves to binary wheels on Linux x86-64
-	$(PYTHON) -m tools.locks check
-	rm -rf build *.egg-info
+bench: install $(BENCH_INSTALLED) ## the PyTorch peer's tests, then the speed benchmark (BENCH_ARGS=...)
+	dvc repro split
+	$(BENCH_VENV)/bin/python -m pytest benchmarks/tests
+	$(BENCH_VENV)/bin/python -m benchmarks.train_speed $(BENCH_ARGS)
+
+# Resolution reads no pip or uv configuration and no PIP_*/UV_* variables: the public index alone.
+lock: install ## re-resolve pyproject.toml into requirements/ (uv; keeps the pins that still fit)
+	python -m tools.install --lock

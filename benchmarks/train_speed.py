@@ -1,12 +1,13 @@
 """Benchmark: training speed of the project's code path against plain Keras and plain PyTorch.
 
-    python -m benchmarks.train_speed [--quick] [--rounds N] [--variants small wide ...]
+    python -m benchmarks.train_speed [--quick] [--rounds N] [--variants small wide ...] [--no-torch]
 
 For each variant, on the real split, it times epochs after a warm-up epoch of
 (a) `stages.training.fit_variant`, exactly as the train stage runs it,
 (b) the same model compiled with Keras defaults and fitted with `model.fit(x, y, batch_size,
 epochs, validation_data)`, as the 2016 scripts did, and
-(c) the same recipe in a plain PyTorch loop (benchmarks/torch_loop.py).
+(c) the same recipe in a plain PyTorch loop (benchmarks/torch_loop.py): the `bench` extra, in
+its own venv (`make bench`); `--no-torch` leaves it out.
 Each measurement runs in a fresh process, in rounds that rotate which path goes first, so
 that the machine's drift falls on all alike; the medians pool every round. The table also
 gives the project's achieved GFLOP/s (6 x the multiply-adds per sample, forward plus backward,
@@ -15,6 +16,7 @@ same run: numpy float32 matrix multiply on large matrices. Results go to benchma
 """
 
 import argparse
+import importlib.util
 import json
 import math
 import statistics
@@ -124,12 +126,14 @@ def measure_in_subprocess(variant: str, path: str, timed_epochs: int, limit: int
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure_rounds(variant: str, rounds: int, timed_epochs: int, limit: int | None) -> dict:
+def measure_rounds(
+    variant: str, paths: tuple[str, ...], rounds: int, timed_epochs: int, limit: int | None
+) -> dict:
     """Epoch seconds of each path, pooled over rounds that rotate which path runs first."""
     pooled: dict[str, dict] = {}
     for round_index in range(rounds):
-        shift = round_index % len(PATHS)
-        for path in PATHS[shift:] + PATHS[:shift]:
+        shift = round_index % len(paths)
+        for path in paths[shift:] + paths[:shift]:
             result = measure_in_subprocess(variant, path, timed_epochs, limit)
             if path in pooled:
                 for key in ("seconds", "train_seconds"):
@@ -142,27 +146,38 @@ def measure_rounds(variant: str, rounds: int, timed_epochs: int, limit: int | No
 def row(variant: str, pooled: dict[str, dict], ceiling: float) -> dict:
     """Medians of each path; throughput and GFLOP/s over the project's training time alone."""
     medians = {
-        path: {key: statistics.median(pooled[path][key]) for key in ("seconds", "train_seconds")}
-        for path in PATHS
+        path: {key: statistics.median(values[key]) for key in ("seconds", "train_seconds")}
+        for path, values in pooled.items()
     }
     project = pooled["project"]
     seconds, train_seconds = medians["project"]["seconds"], medians["project"]["train_seconds"]
     samples_per_second = project["samples"] / train_seconds
     gflops = samples_per_second * 6 * project["multiply_adds"] / 1e9
-    return {
+    measured = {
         "variant": variant,
         "epochs_timed": len(project["seconds"]),
         "seconds_per_epoch": round(seconds, 3),
         "train_seconds_per_epoch": round(train_seconds, 3),
         "baseline_seconds_per_epoch": round(medians["baseline"]["seconds"], 3),
         "ratio": round(seconds / medians["baseline"]["seconds"], 3),
-        "torch_seconds_per_epoch": round(medians["torch"]["seconds"], 3),
-        "torch_train_seconds_per_epoch": round(medians["torch"]["train_seconds"], 3),
-        "torch_ratio": round(seconds / medians["torch"]["seconds"], 3),
         "samples_per_second": round(samples_per_second),
         "gflops": round(gflops, 1),
         "ceiling_fraction": round(gflops / ceiling, 3),
     }
+    if "torch" not in medians:
+        return measured
+    return measured | {
+        "torch_seconds_per_epoch": round(medians["torch"]["seconds"], 3),
+        "torch_train_seconds_per_epoch": round(medians["torch"]["train_seconds"], 3),
+        "torch_ratio": round(seconds / medians["torch"]["seconds"], 3),
+    }
+
+
+def torch_columns(r: dict) -> str:
+    """The PyTorch peer's two cells, or dashes where it was left out."""
+    if "torch_seconds_per_epoch" not in r:
+        return "– | –"
+    return f"{r['torch_seconds_per_epoch']:.2f} | {r['torch_ratio']:.2f}"
 
 
 def table(rows: list[dict], ceiling: float) -> str:
@@ -175,7 +190,7 @@ def table(rows: list[dict], ceiling: float) -> str:
         lines.append(
             f"| {r['variant']} | {r['seconds_per_epoch']:.2f} "
             f"| {r['baseline_seconds_per_epoch']:.2f} | {r['ratio']:.2f} "
-            f"| {r['torch_seconds_per_epoch']:.2f} | {r['torch_ratio']:.2f} "
+            f"| {torch_columns(r)} "
             f"| {r['samples_per_second']:,} | {r['gflops']:.1f} "
             f"| {100 * r['ceiling_fraction']:.0f} % |"
         )
@@ -208,7 +223,14 @@ def main() -> None:
     parser.add_argument("--measure", nargs=2, metavar=("VARIANT", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     parser.add_argument("--readme", type=Path, help="also write the table into this README")
+    parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch peer")
     args = parser.parse_args()
+    paths = PATHS[:2] if args.no_torch else PATHS
+    if "torch" in paths and importlib.util.find_spec("torch") is None:
+        raise SystemExit(
+            "error: the PyTorch peer needs torch, which this venv does not hold (the `bench` "
+            "extra) (hint: `make bench` runs it in a venv of its own; or pass --no-torch)"
+        )
 
     if args.measure:
         print(json.dumps(measure(*args.measure, args.timed_epochs, args.limit)))
@@ -220,7 +242,7 @@ def main() -> None:
     rows = []
     rounds = args.rounds or (1 if args.quick else 3)
     for variant in variants:
-        pooled = measure_rounds(variant, rounds, args.timed_epochs, limit)
+        pooled = measure_rounds(variant, paths, rounds, args.timed_epochs, limit)
         rows.append(row(variant, pooled, ceiling))
     report = {
         "quick": args.quick,

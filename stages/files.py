@@ -1,4 +1,4 @@
-"""Files: atomic writes, JSON and npz arrays, with clear errors for missing or broken ones."""
+"""Files: atomic writes, JSON, YAML and npz arrays, with clear errors for missing or broken ones."""
 
 import hashlib
 import json
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ruamel.yaml import YAML
 
 from stages.errors import StageError
 
@@ -43,6 +44,11 @@ def json_text(data: Any) -> str:
 
 def write_json(path: Path, data: Any) -> None:
     write_text(path, json_text(data))
+
+
+def parse_yaml(text: str | bytes) -> Any:
+    """A YAML document read as DVC reads it: YAML 1.2, so `1e-05` is a float, `yes` a string."""
+    return YAML(typ="safe", pure=True).load(text)
 
 
 def save_arrays(path: Path, **arrays: np.ndarray) -> None:

@@ -11,9 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import yaml
-
-from stages.files import sha256_bytes
+from stages.files import parse_yaml, sha256_bytes
 from stages.paths import MANIFEST_FILE
 
 STUDIED_STAGES = ("train", "evaluate")
@@ -47,7 +45,7 @@ def fingerprint(variant: str, params: dict[str, Any], read: Reader) -> str:
     `params` is params.yaml as parsed (with any overrides applied); `read` reads dvc.yaml and
     the source files from the workspace or from a Git commit.
     """
-    definitions = stage_definitions(yaml.safe_load(read("dvc.yaml")), variant)
+    definitions = stage_definitions(parse_yaml(read("dvc.yaml")), variant)
     keys = {key for d in definitions for key in d.get("params", [])} - set(PER_RUN_KEYS)
     content = {
         "stages": definitions,

@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.json_schema import SkipJsonSchema
+from ruamel.yaml import YAMLError
 
 from stages.errors import StageError
-from stages.files import write_text
+from stages.files import parse_yaml, write_text
 from stages.mnist import IMAGE_SHAPE, NUM_CLASSES, TRAIN_CLASS_COUNTS
 
 PARAMS_FILE = Path("params.yaml")
@@ -244,10 +244,10 @@ def parse_params(raw: Any) -> Params:
 def load_params(path: Path = PARAMS_FILE) -> Params:
     """Read and validate params.yaml; every bad value fails here, before any work."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = parse_yaml(path.read_text())
     except FileNotFoundError:
         raise StageError(f"{path} not found", "run from the project root") from None
-    except yaml.YAMLError as error:
+    except YAMLError as error:
         cause = str(error).replace("\n", " ")
         raise StageError(f"{path} is not valid YAML: {cause}", "fix its syntax") from None
     return parse_params(raw)

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from scipy.stats import binomtest, t, ttest_ind
 
 from stages.errors import StageError, run_stage
-from stages.files import read_json, write_json, write_text
+from stages.files import parse_yaml, read_json, write_json, write_text
 from stages.fingerprint import fingerprint, read_workspace
 from stages.history import HISTORY_COLUMNS, read_history
 from stages.params import PARAMS_FILE, load_params
@@ -288,7 +287,7 @@ def main() -> None:
     training = {variant: read_json(training_file(variant), hint) for variant in variants}
     histories = {variant: read_history(history_file(variant)) for variant in variants}
     correct = {v: np.equal(*read_predictions(v).T) for v in variants}
-    raw_params = yaml.safe_load(PARAMS_FILE.read_text())
+    raw_params = parse_yaml(PARAMS_FILE.read_text())
     fingerprints = {v: fingerprint(v, raw_params, read_workspace) for v in variants}
     records = read_seed_records()
     current = current_records(records, fingerprints)

@@ -3,6 +3,7 @@
 import contextlib
 import functools
 import http.server
+import io
 import json
 import os
 import shutil
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from filelock import FileLock
+from ruamel.yaml import YAML
 
 import benchmarks.pipeline
+from stages.files import parse_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -112,7 +114,14 @@ def rerun_outputs(
 
 
 def repo_params() -> dict[str, Any]:
-    return yaml.safe_load((REPO / "params.yaml").read_text())
+    return parse_yaml((REPO / "params.yaml").read_text())
+
+
+def yaml_text(data: Any) -> str:
+    """YAML 1.2 in block style, keys in their order, as DVC writes `-S` overrides back."""
+    stream = io.StringIO()
+    YAML().dump(data, stream)
+    return stream.getvalue()
 
 
 def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
@@ -127,7 +136,7 @@ def write_params(folder: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     params = repo_params()
     for dotted, value in overrides.items():
         set_key(params, dotted, value)
-    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (folder / "params.yaml").write_text(yaml_text(params))
     return params
 
 

@@ -30,10 +30,11 @@ def test_quick_benchmark_writes_a_table_of_positive_finite_values(
             "small",
             "--output",
             str(output),
+            "--no-torch",
         ],
         cwd=split_project,
     )
-    assert "| small |" in result.stdout
+    assert "| small | " in result.stdout and "| – | – |" in result.stdout
     report = json.loads(output.read_text())
     assert report["quick"] is True
     assert report["rounds"] == 2
@@ -51,11 +52,9 @@ def test_quick_benchmark_writes_a_table_of_positive_finite_values(
         ):
             assert math.isfinite(row[key]) and row[key] > 0, (key, row)
         assert row["epochs_timed"] == 2 * 2
-        for key in ("torch_seconds_per_epoch", "torch_ratio"):
-            assert math.isfinite(row[key]) and row[key] > 0, (key, row)
+        assert not [key for key in row if key.startswith("torch")]
         # Training is part of the epoch; GFLOP/s and samples/s count it alone.
-        for path in ("", "torch_"):
-            assert 0 < row[f"{path}train_seconds_per_epoch"] < row[f"{path}seconds_per_epoch"]
+        assert 0 < row["train_seconds_per_epoch"] < row["seconds_per_epoch"]
         assert row["samples_per_second"] == pytest.approx(
             2048 / row["train_seconds_per_epoch"], rel=0.02
         )

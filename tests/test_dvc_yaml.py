@@ -4,16 +4,16 @@ import ast
 from pathlib import Path
 
 import pytest
-import yaml
 
 from stages import paths
+from stages.files import parse_yaml
 from stages.fingerprint import PER_RUN_KEYS, fingerprinted_files, stage_definitions
 from tests.conftest import (
     REPO,
     repo_params,
 )
 
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+STAGES = parse_yaml((REPO / "dvc.yaml").read_text())["stages"]
 PLOT_FILES = ("predictions.csv", "accuracy.png", "misclassified.png")
 
 
@@ -102,7 +102,7 @@ def test_stage_outputs_are_the_paths_the_code_writes() -> None:
 
 
 def test_every_variant_is_a_model_artifact() -> None:
-    artifacts = yaml.safe_load((REPO / "dvc.yaml").read_text())["artifacts"]
+    artifacts = parse_yaml((REPO / "dvc.yaml").read_text())["artifacts"]
     for variant in repo_params()["models"]:
         artifact = artifacts[variant.replace("_", "-")]
         assert artifact["type"] == "model"

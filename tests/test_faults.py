@@ -12,10 +12,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-import yaml
 
 from stages import errors
 from stages.errors import run_stage
+from stages.files import parse_yaml
 from stages.training import StopOnCtrlC
 from tests.conftest import (
     SPLIT_SETTINGS,
@@ -203,7 +203,7 @@ def test_evaluate_refuses_damaged_inputs(trained_small: Path, path, damage, mess
 
 def locked_outputs(project: Path) -> dict[str, str]:
     """Each output's md5 as dvc.lock records it."""
-    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    lock = parse_yaml((project / "dvc.lock").read_text())
     return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage["outs"]}
 
 

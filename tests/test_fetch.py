@@ -15,11 +15,10 @@ import numpy as np
 import numpy._core.multiarray as numpy_multiarray
 import numpy.testing._private.utils as numpy_utils
 import pytest
-import yaml
 
 from stages import fetch
 from stages.errors import StageError
-from stages.files import save_arrays
+from stages.files import parse_yaml, save_arrays
 from stages.mnist import TEST_CLASS_COUNTS, TRAIN_CLASS_COUNTS, class_counts
 from tests.conftest import REPO, assert_fails_cleanly, local_server, run_stage, write_params
 
@@ -235,7 +234,7 @@ def test_mirror_for_real_gives_canonical_mnist(tmp_path: Path) -> None:
     assert {array.dtype for array in arrays.values()} == {np.dtype(np.uint8)}
     # Bit for bit the file of the committed run, which this machine fetched from the mirror.
     save_arrays(tmp_path / "mnist.npz", **arrays)
-    committed = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]["fetch"]["outs"][0]
+    committed = parse_yaml((REPO / "dvc.lock").read_text())["stages"]["fetch"]["outs"][0]
     assert hashlib.md5((tmp_path / "mnist.npz").read_bytes()).hexdigest() == committed["md5"]
 
 

@@ -1,14 +1,20 @@
-"""The Makefile picks the newest supported Python on PATH, or refuses in one line; the locks."""
+"""The Makefile picks the newest supported Python on PATH, or refuses in one line; the locks
+hold the pipeline (no torch, every file hashed) and install as they are, or fail in one line."""
 
+import ast
+import importlib.util
+import json
 import re
 import shutil
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tools.locks import lock_file, pins, supported_versions
+from tests.conftest import REPO, run
+from tools.install import LOCKED, PIPELINE_LOCK, UV_LOCK, cause
 
 FAKE_PYTHON = """#!/bin/sh
 case "$*" in
@@ -48,16 +54,14 @@ def test_make_takes_the_newest_supported_python_on_path(folder: Path) -> None:
         fake_python(folder, version)
     result = make_install(folder, "-n")
     assert result.returncode == 0, result.stderr
-    assert "python3.12 -m venv .venv" in result.stdout
-    assert "-r requirements/3.12.lock" in result.stdout
+    assert "python3.12 -m tools.install .venv requirements/pipeline.txt" in result.stdout
 
 
 def test_make_takes_the_python_it_is_given(folder: Path) -> None:
     fake_python(folder, "3.13")
     given = fake_python(folder, "3.11")
     result = make_install(folder, "-n", f"PYTHON={given}")
-    assert f"{given} -m venv .venv" in result.stdout
-    assert "-r requirements/3.11.lock" in result.stdout
+    assert f"{given} -m tools.install .venv requirements/pipeline.txt" in result.stdout
 
 
 def test_without_a_supported_python_make_says_so_in_one_line(folder: Path) -> None:
@@ -80,23 +84,130 @@ def test_an_unsupported_python_is_refused_in_one_line(folder: Path) -> None:
     assert f"{old} is Python 3.10, not 3.11, 3.12 or 3.13" in line
 
 
-def test_the_makefile_and_the_locks_cover_what_pyproject_admits() -> None:
+def supported_versions() -> list[str]:
+    """The CPython minor versions that `requires-python` admits (">=3.A,<3.B")."""
+    spec = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    first, end = map(int, re.fullmatch(r">=3\.(\d+),<3\.(\d+)", spec).groups())
+    return [f"3.{minor}" for minor in range(first, end)]
+
+
+def pins(lock: Path) -> dict[str, str]:
+    """Each package of a lock, by normalized name, with its version and its hashes."""
+    text = (REPO / lock).read_text()
+    entries = re.findall(
+        r"^([A-Za-z0-9][\w.-]*)==(\S+)[^\n]*\\\n((?:\s+--hash=sha256:\w+.*\n)+)", text, re.M
+    )
+    return {
+        re.sub(r"[-_.]+", "-", name).lower(): (version, re.findall(r"sha256:(\w+)", hashes))
+        for name, version, hashes in entries
+    }
+
+
+def test_the_makefile_names_every_python_that_pyproject_admits() -> None:
     makefile = (REPO / "Makefile").read_text()
     listed = re.search(r"^PYTHONS := (.+)$", makefile, re.MULTILINE).group(1).split()
     assert sorted(listed) == supported_versions() == ["3.11", "3.12", "3.13"]
-    for version in supported_versions():
-        lines = lock_file(version).read_text().split()
-        assert lines and all(re.fullmatch(r"[\w.-]+==[\w.]+", line) for line in lines)
-        assert "tensorflow==2.21.0" in lines and "torch==2.13.0" in lines
 
 
-def test_a_pip_report_becomes_pins_without_the_project_triton_or_a_local_label() -> None:
-    report = {
-        "install": [
-            {"metadata": {"name": "torch", "version": "2.13.0+cpu"}},
-            {"metadata": {"name": "mnist-dvc", "version": "0.1.0"}},
-            {"metadata": {"name": "Absl-py", "version": "2.3.1"}},
-            {"metadata": {"name": "triton", "version": "3.7.1"}},
-        ]
-    }
-    assert pins(report) == ["Absl-py==2.3.1", "torch==2.13.0"]
+def test_every_locked_package_is_pinned_with_its_hashes() -> None:
+    for lock in LOCKED:
+        text = (REPO / lock).read_text()
+        requirements = re.findall(r"^[A-Za-z0-9][^\n]*", text, re.MULTILINE)
+        assert requirements and len(requirements) == len(pins(lock)), lock
+        for _, hashes in pins(lock).values():
+            assert hashes and all(len(h) == 64 for h in hashes)
+
+
+def test_the_pipeline_lock_holds_todays_releases_and_no_torch_or_cuda() -> None:
+    locked = pins(PIPELINE_LOCK)
+    for name, version in [
+        ("tensorflow-cpu", "2.21.0"),
+        ("keras", "3.15.1"),
+        ("numpy", "2.4.6"),
+        ("dvc", "3.67.1"),
+        ("ruamel-yaml", "0.19.1"),
+    ]:
+        assert locked[name][0] == version, name
+    heavy = [
+        n
+        for n in locked
+        if n in ("torch", "triton", "tensorflow") or n.startswith(("nvidia-", "cuda-"))
+    ]
+    assert heavy == []
+
+
+def test_the_bench_lock_adds_the_pytorch_peer_to_the_same_pins() -> None:
+    pipeline, bench = pins(PIPELINE_LOCK), pins(Path("requirements/bench.txt"))
+    assert bench["torch"][0] == "2.13.0" and "triton" not in bench
+    assert {name: bench[name] for name in pipeline} == pipeline
+    assert pins(UV_LOCK) == {"uv": pipeline["uv"]}
+
+
+def test_nothing_the_suite_runs_can_import_torch() -> None:
+    """The suite's venv holds no torch, and no module of the suite, stages or tools imports it."""
+    assert importlib.util.find_spec("torch") is None
+    for path in [*REPO.glob("tests/*.py"), *REPO.glob("stages/*.py"), *REPO.glob("tools/*.py")]:
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported |= {node.module or "", *(f"{node.module}.{a.name}" for a in node.names)}
+        assert not {m for m in imported if m.split(".")[0] == "torch" or "torch_loop" in m}, path
+
+
+def test_the_cause_of_a_hash_mismatch_is_one_line() -> None:
+    uv = (
+        "error: Failed to download `zict==3.0.0`\n  cause: Hash mismatch for `zict==3.0.0`\n\n"
+        "         Expected:\n           sha256:0000\n\n         Computed:\n           sha256:5796\n"
+    )
+    pip = (
+        "ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have "
+        "updated the package versions, please update the hashes. Otherwise, examine the package "
+        "contents carefully; someone may have tampered with them.\n"
+        "    uv==0.13.9 from https://example.invalid/uv.whl:\n        Expected sha256 0000\n"
+    )
+    expected = "a file downloaded for {} does not match its hash in the lock"
+    assert cause(uv) == expected.format("zict==3.0.0")
+    assert cause(pip) == expected.format("uv==0.13.9")
+    assert cause("Resolved 3 packages\nerror: No interpreter found\n") == "No interpreter found"
+
+
+def one_package_lock(folder: Path, name: str, hashes: list[str]) -> Path:
+    """A project folder with requirements/uv.txt and a lock of one package of the pipeline's."""
+    (folder / "requirements").mkdir(parents=True)
+    shutil.copy(REPO / UV_LOCK, folder / UV_LOCK)
+    version, _ = pins(PIPELINE_LOCK)[name]
+    lines = [f"{name}=={version} \\"] + [f"    --hash=sha256:{h} \\" for h in hashes]
+    (folder / "one.txt").write_text("\n".join(lines).rstrip(" \\") + "\n")
+    return folder / "one.txt"
+
+
+def install(folder: Path, lock: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "tools.install", ".venv", lock.name]
+    return run(command, cwd=folder, check=False)
+
+
+@pytest.mark.slow
+def test_a_lock_installs_exactly_with_its_hashes(tmp_path: Path) -> None:
+    lock = one_package_lock(tmp_path, "six", pins(PIPELINE_LOCK)["six"][1])
+    result = install(tmp_path, lock)
+    assert result.returncode == 0, result.stderr
+    python = str(tmp_path / ".venv/bin/python")
+    listed = run([python, "-m", "pip", "list", "--format=json"], cwd=tmp_path).stdout
+    installed = {package["name"] for package in json.loads(listed)}
+    assert installed - {"pip", "setuptools"} == {"six", "uv"}  # venv's own seeds stay
+
+
+@pytest.mark.slow
+def test_a_file_that_does_not_match_its_hash_fails_in_one_line(tmp_path: Path) -> None:
+    lock = one_package_lock(tmp_path, "six", ["0" * 64])
+    result = install(tmp_path, lock)
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    version = pins(PIPELINE_LOCK)["six"][0]
+    assert line == (
+        f"error: installing {lock.name}: a file downloaded for six=={version} does not match its "
+        "hash in the lock (hint: check the network; `make lock` re-resolves a lock)"
+    )
+    assert not (tmp_path / ".venv").exists()

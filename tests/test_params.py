@@ -1,13 +1,13 @@
 """params.yaml is validated into typed objects; a bad value fails early and names its key."""
 
 import json
+import re
 
 import pytest
-import yaml
 
 from stages.errors import StageError
 from stages.params import SCHEMA_FILE, ParamsError, load_params, parse_params, schema_text
-from tests.conftest import REPO, repo_params, set_key
+from tests.conftest import REPO, repo_params, set_key, yaml_text
 
 
 def test_repo_params_are_valid() -> None:
@@ -126,7 +126,7 @@ def test_new_variant_needs_only_params(tmp_path) -> None:
     raw = repo_params()
     raw["models"]["medium"] = dict(raw["models"]["wide"], hidden_units=[128, 128])
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(yaml_text(raw))
     assert load_params(path).model("medium").hidden_units == [128, 128]
 
 
@@ -151,3 +151,31 @@ def test_schema_accepts_the_repo_params_and_refuses_a_typo() -> None:
     assert variant["additionalProperties"] is False
     assert "name" not in variant["properties"]
     assert set(variant["required"]) == set(repo_params()["models"]["wide"])
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("1e-05", 1e-05),  # how DVC's `-S ...=0.00001` writes it back: a float in YAML 1.2
+        ("1.0e-05", 1e-05),
+        ("0.0001", 1e-04),
+    ],
+)
+def test_params_are_read_as_yaml_1_2_as_dvc_writes_them(tmp_path, written, read) -> None:
+    text = (REPO / "params.yaml").read_text()
+    path = tmp_path / "params.yaml"
+    path.write_text(text.replace("learning_rate: 0.001\n", f"learning_rate: {written}\n", 1))
+    assert load_params(path).model("small").learning_rate == read
+
+
+@pytest.mark.parametrize("written", ["'1e-05'", '"0.1"', "yes"])
+def test_a_quoted_number_or_a_yaml_1_1_boolean_is_still_refused(tmp_path, written) -> None:
+    text = (REPO / "params.yaml").read_text()
+    path = tmp_path / "params.yaml"
+    path.write_text(text.replace("batch_norm: false", f"batch_norm: {written}", 1))
+    key = "models.cnn.batch_norm"
+    with pytest.raises(ParamsError, match=re.escape(f"{key} = ")):
+        load_params(path)
+    path.write_text(text.replace("learning_rate: 0.001\n", f"learning_rate: {written}\n", 1))
+    with pytest.raises(ParamsError, match=re.escape("models.small.learning_rate = ")):
+        load_params(path)

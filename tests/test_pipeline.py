@@ -134,6 +134,30 @@ def test_changing_one_variant_reruns_only_that_variant(tiny_copy: Path) -> None:
     assert rates == [0.1, 0.1]
 
 
+def test_dvcs_own_overrides_of_a_small_float_and_a_list_reach_training(tiny_copy: Path) -> None:
+    """`-S` writes YAML 1.2 back into params.yaml (`1e-05`), which the stage reads as DVC does."""
+    overrides = {
+        "models.small.learning_rate": "0.00001",
+        "models.small.weight_decay": "1e-6",
+        "models.small.hidden_units": "[16,8]",
+    }
+    settings = [arg for key, value in overrides.items() for arg in ("-S", f"{key}={value}")]
+    dvc("exp", "run", "-n", "small-lr", *settings, "train@small", cwd=tiny_copy)
+    written = (tiny_copy / "params.yaml").read_text()
+    assert "learning_rate: 1e-05\n" in written and "weight_decay: 1e-06\n" in written
+    with zipfile.ZipFile(tiny_copy / "models" / "small.keras") as archive:
+        config = json.loads(archive.read("config.json"))
+    optimizer = config["compile_config"]["optimizer"]["config"]
+    assert optimizer["learning_rate"]["config"]["initial_learning_rate"] == 1e-05
+    assert optimizer["weight_decay"] == 1e-06
+    dense = [
+        layer["config"]["units"]
+        for layer in config["config"]["layers"]
+        if "units" in layer["config"]
+    ]
+    assert dense == [16, 8, 10]
+
+
 OUTPUTS = ("models/wide.keras", "metrics/wide.json", "history/wide.csv")
 
 

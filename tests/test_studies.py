@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
+from stages.files import parse_yaml
 from stages.fingerprint import fingerprint
 from tests.conftest import (
     REPO,
@@ -23,6 +23,7 @@ from tests.conftest import (
     run,
     run_stage,
     seed_study_command,
+    yaml_text,
 )
 from tools.experiments import Run, threads_per_run
 from tools.sweep import planned_runs, ranking
@@ -67,7 +68,7 @@ def test_every_run_is_an_experiment_that_dvc_exp_show_lists(seed_study: Path) ->
         }
         assert record["threads"] == threads_per_run(2) == record["environment"]["threads"]
         # Only this variant's stages ran: the others keep the committed run's seed in dvc.lock.
-        lock = yaml.safe_load(committed_file(seed_study, record["experiment"], "dvc.lock"))
+        lock = parse_yaml(committed_file(seed_study, record["experiment"], "dvc.lock"))
         for name, stage in lock["stages"].items():
             if name.startswith("train@"):
                 seed = stage["params"]["params.yaml"]["train.seed"]
@@ -76,7 +77,7 @@ def test_every_run_is_an_experiment_that_dvc_exp_show_lists(seed_study: Path) ->
 
 def test_records_carry_the_fingerprint_of_what_they_ran(seed_study: Path) -> None:
     head = run(["git", "rev-parse", "HEAD"], cwd=seed_study).stdout.strip()
-    params = yaml.safe_load((seed_study / "params.yaml").read_text())
+    params = parse_yaml((seed_study / "params.yaml").read_text())
     for record in read_records(seed_study):
         assert record["base"] == head
         workspace = fingerprint(record["variant"], params, lambda p: (seed_study / p).read_bytes())
@@ -151,7 +152,7 @@ def test_sweep_ranks_recipes_by_validation_and_never_reads_the_test_set(
     project = Path(shutil.copytree(tiny_project, tmp_path / "project", symlinks=True))
     recipes = {"plain": {}, "smoothed": {"label_smoothing": 0.2}}
     space = {"seeds": [1], "variants": {"wide": recipes}}
-    (project / "space.yaml").write_text(yaml.safe_dump(space))
+    (project / "space.yaml").write_text(yaml_text(space))
     command = [sys.executable, "-m", "tools.sweep", "--space", "space.yaml", "--output", "s.json"]
     first = run(command, cwd=project).stdout
     assert "2 runs to do, 0 recorded" in first
@@ -176,7 +177,7 @@ def test_sweep_ranks_recipes_by_validation_and_never_reads_the_test_set(
 
 def test_params_hold_the_recipe_that_won_on_validation() -> None:
     """The committed sweep ran every recipe over every seed on today's code and params."""
-    space = yaml.safe_load((REPO / "tools/sweep.yaml").read_text())
+    space = parse_yaml((REPO / "tools/sweep.yaml").read_text())
     records = {r["name"]: r for r in json.loads((REPO / "reports/sweep.json").read_text())}
     params = repo_params()
     for planned in planned_runs(space):

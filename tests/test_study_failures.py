@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
+from stages.files import parse_yaml
 from tests.conftest import (
     REPO,
     assert_fails_cleanly,
@@ -21,6 +21,7 @@ from tests.conftest import (
     run,
     seed_study_command,
     subprocess_env,
+    yaml_text,
 )
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
@@ -124,14 +125,14 @@ def test_a_study_without_the_split_fails_before_any_run(tmp_path: Path) -> None:
 
 def test_a_bad_sweep_space_fails_before_any_run(tiny_project: Path) -> None:
     space = REPO / "tools/sweep.yaml"
-    broken = yaml.safe_load(space.read_text())
+    broken = parse_yaml(space.read_text())
     broken["variants"]["nope"] = {"plain": {}}
     path = tiny_project.parent / "broken-space.yaml"
-    path.write_text(yaml.safe_dump(broken))
+    path.write_text(yaml_text(broken))
     command = [sys.executable, "-m", "tools.sweep", "--space", str(path)]
     assert_fails_cleanly(run(command, cwd=tiny_project, check=False), "variant 'nope'")
     del broken["variants"]["nope"]
     broken["variants"]["wide"]["a..b"] = {}  # not allowed in a Git ref
-    path.write_text(yaml.safe_dump(broken))
+    path.write_text(yaml_text(broken))
     assert_fails_cleanly(run(command, cwd=tiny_project, check=False), "recipe name 'a..b'")
     assert queued_tasks(tiny_project) == []

@@ -21,9 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from stages.errors import StageError
+from stages.files import parse_yaml
 from stages.fingerprint import Reader, fingerprint
 from stages.paths import metrics_file, training_file
 
@@ -163,7 +162,7 @@ def read_record(run: Run, base: str) -> dict[str, Any] | None:
         record["test_accuracy"] = json.loads(read(str(metrics_file(run.variant))))["test"][
             "accuracy"
         ]
-    params = yaml.safe_load(read("params.yaml"))
+    params = parse_yaml(read("params.yaml"))
     return {
         **record,
         "threads": training["environment"]["threads"],

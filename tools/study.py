@@ -9,10 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from stages.errors import StageError
-from stages.files import write_json
+from stages.files import parse_yaml, write_json
 from stages.fingerprint import fingerprint, read_workspace
 from stages.paths import MANIFEST_FILE, SPLITS, split_file, training_file
 from stages.report import read_seed_records
@@ -71,7 +69,7 @@ def run_study(
     check_jobs(jobs)
     check_split()
     records = {record["name"]: record for record in read_records(output, hint)}
-    params = yaml.safe_load(Path("params.yaml").read_text())
+    params = parse_yaml(Path("params.yaml").read_text())
     current = {r.name: fingerprint(r.variant, r.params(params), read_workspace) for r in runs}
     base = head_commit()
     if scheduler:

@@ -16,9 +16,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from stages.errors import StageError, run_stage
+from stages.files import parse_yaml
 from stages.params import load_params, parse_params
 from stages.report import mean_std, update_readme
 from tools.cluster import scheduler_address
@@ -113,8 +112,8 @@ def main() -> None:
     args = parser.parse_args()
 
     load_params()
-    params = yaml.safe_load(Path("params.yaml").read_text())
-    space = yaml.safe_load(args.space.read_text())
+    params = parse_yaml(Path("params.yaml").read_text())
+    space = parse_yaml(args.space.read_text())
     check_space(space, params)
     runs = planned_runs(space)
     order = [run.name for run in runs]
