@@ -1,6 +1,6 @@
 """Fuzz the mirror's unpickler with atheris (coverage-guided, libFuzzer): not part of `make test`.
 
-    .venv/bin/pip install -c requirements/3.11.lock -e ".[fuzz]"  # the venv's Python's lock
+    .venv/bin/uv pip install -c requirements/pipeline.txt "atheris>=2.3"  # the `fuzz` extra
     python -m tools.fuzz_unpickler -runs=5000000
 
 Each input goes through `stages.fetch.arrays_from_pickle`, which must either return MNIST's
