@@ -225,16 +225,17 @@ def main() -> None:
     parser.add_argument("--readme", type=Path, help="also write the table into this README")
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch peer")
     args = parser.parse_args()
+
+    if args.measure:
+        print(json.dumps(measure(*args.measure, args.timed_epochs, args.limit)))
+        return
+
     paths = PATHS[:2] if args.no_torch else PATHS
     if "torch" in paths and importlib.util.find_spec("torch") is None:
         raise SystemExit(
             "error: the PyTorch peer needs torch, which this venv does not hold (the `bench` "
             "extra) (hint: `make bench` runs it in a venv of its own; or pass --no-torch)"
         )
-
-    if args.measure:
-        print(json.dumps(measure(*args.measure, args.timed_epochs, args.limit)))
-        return
 
     variants = args.variants or list(load_params().models)
     limit = 2048 if args.quick else None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run
+from tests.conftest import REPO, run
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
 
@@ -93,3 +93,13 @@ def test_study_benchmark_times_a_real_study_through_the_queue(tiny_copy: Path) -
     assert "| 1 | 1 × " in result.stdout
     again = run([*command, "--jobs", "1", "--output", str(output)], cwd=tiny_copy, check=False)
     assert again.returncode != 0 and "nothing ran" in again.stderr
+
+
+def test_the_benchmark_without_its_pytorch_extra_says_so_in_one_line(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "benchmarks.train_speed", "--quick"]
+    result = run(command + ["--output", str(tmp_path / "speed.json")], cwd=REPO, check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: the PyTorch peer needs torch, which this venv does not hold")
+    assert "`make bench`" in line and "--no-torch" in line
+    assert not (tmp_path / "speed.json").exists()

@@ -82,9 +82,12 @@ def isolated() -> dict[str, str]:
 
 def write_locks() -> None:
     """Resolve every lock with uv; the bench and uv locks are held to the pipeline's pins."""
+    uv = Path(sys.executable).with_name("uv")
+    if not uv.exists():
+        raise InstallError(f"{uv} is missing (hint: `make lock` runs in the `make install` venv)")
     for lock, inputs in LOCKED.items():
         held = [] if lock == PIPELINE_LOCK else ["--constraint", str(PIPELINE_LOCK)]
-        command = ["uv", "pip", "compile", "--quiet", *RESOLVE, *inputs, *held, "-o", str(lock)]
+        command = [str(uv), "pip", "compile", "--quiet", *RESOLVE, *inputs, *held, "-o", str(lock)]
         command += ["--no-emit-package", "triton", "--custom-compile-command", "make lock"]
         result = subprocess.run(command, env=isolated(), capture_output=True, text=True)
         if result.returncode != 0:
@@ -102,11 +105,14 @@ def main() -> None:
     args = parser.parse_args()
     if not args.write and not (args.venv and args.lock):
         parser.error("give VENV and LOCK, or --lock")
-    try:
-        if args.write:
+    if args.write:
+        try:
             write_locks()
-        else:
-            install(args.venv, args.lock)
+        except InstallError as error:
+            sys.exit(f"error: {error}")
+        return
+    try:
+        install(args.venv, args.lock)
     except InstallError as error:
         shutil.rmtree(args.venv, ignore_errors=True)
         sys.exit(f"error: {error}")
