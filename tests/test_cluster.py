@@ -7,6 +7,7 @@ project on their Python path, from a folder outside it: they get the code from `
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -48,6 +49,7 @@ class Remotes:
 class Cluster:
     address: str
     workers: list[subprocess.Popen]  # each `dask worker`: a nanny, with its worker as child
+    scheduler: subprocess.Popen
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -97,7 +99,7 @@ def cluster(remotes: Remotes, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.fixture(scope="module")
 def cluster_study(remotes: Remotes, cluster: Cluster) -> Path:
-    """The seed study of `seed_study` (DVC's queue), run on the two workers from `remotes.head`."""
+    """The study of `seed_study` (on a LocalCluster), run on the two workers from `remotes.head`."""
     command = seed_study_command(
         "--seeds", *SEEDS, "--variants", *VARIANTS, "--scheduler", cluster.address
     )
@@ -139,7 +141,7 @@ def start_cluster(remotes: Remotes, folder: Path) -> Iterator[Cluster]:
         with Client(scheduler_file=str(scheduler_file)) as client:
             client.wait_for_workers(2, timeout=120)
             address = client.scheduler.address
-        yield Cluster(address, processes[1:])
+        yield Cluster(address, processes[1:], processes[0])
     finally:
         for process in processes:
             process.terminate()
@@ -150,7 +152,7 @@ def start_cluster(remotes: Remotes, folder: Path) -> Iterator[Cluster]:
                 leftover.kill()
 
 
-def test_a_study_on_two_workers_records_what_dvc_queue_records(
+def test_a_study_on_two_workers_records_what_a_local_study_records(
     cluster_study: Path, seed_study: Path
 ) -> None:
     """The same runs, the same fingerprints and results: only timings and the machine differ."""
@@ -228,16 +230,12 @@ def training_worker(cluster: Cluster) -> psutil.Process | None:
     return None
 
 
-def test_a_worker_killed_while_it_trains_costs_no_run(
-    remotes: Remotes, cluster: Cluster, tmp_path: Path
-) -> None:
-    """SIGKILL on a worker mid-training: Dask reruns its task, and the run is recorded once.
-
-    The worker's nanny starts a new worker process, so the cluster has two workers again.
-    """
-    head = head_copy(remotes, tmp_path)
+def study_in_training(
+    head: Path, remotes: Remotes, cluster: Cluster, seed: str
+) -> tuple[subprocess.Popen, psutil.Process]:
+    """A one-run study of `wide` started from `head`, once a worker trains it; and that worker."""
     command = seed_study_command(
-        "--seeds", "3", "--variants", "wide", "--scheduler", cluster.address
+        "--seeds", seed, "--variants", "wide", "--scheduler", cluster.address
     )
     study = subprocess.Popen(
         command, cwd=head, env={**subprocess_env(), **remotes.env}, text=True,
@@ -247,12 +245,88 @@ def test_a_worker_killed_while_it_trains_costs_no_run(
     while (worker := training_worker(cluster)) is None:
         assert study.poll() is None and time.monotonic() < deadline, study.communicate()
         time.sleep(0.1)
+    return study, worker
+
+
+def test_a_worker_killed_while_it_trains_costs_no_run(
+    remotes: Remotes, cluster: Cluster, tmp_path: Path
+) -> None:
+    """SIGKILL on a worker mid-training (as the OOM killer sends): its run stops with it, Dask
+    reruns its task, and the run is recorded and pushed once.
+
+    The worker's nanny starts a new worker process, so the cluster has two workers again.
+    """
+    head = head_copy(remotes, tmp_path)
+    study, worker = study_in_training(head, remotes, cluster, "3")
+    its_runs = worker.children(recursive=True)  # `python -m tools.cluster`, DVC, the stage
     worker.send_signal(signal.SIGKILL)
+    _, left = psutil.wait_procs(its_runs, timeout=30)
+    assert left == []  # no orphaned training runs on, nor pushes later
     _, stderr = study.communicate(timeout=600)
     assert study.returncode == 0, stderr
     assert [record["name"] for record in read_records(head)] == ["seed-wide-s3"]
     pushed = [ref.rsplit("/", 1)[-1] for ref in git("ls-remote", "origin", cwd=head).split()]
     assert pushed.count("seed-wide-s3") == 1
+
+
+def test_a_lost_scheduler_ends_the_study_in_one_line_and_a_new_one_does_the_rest(
+    remotes: Remotes, tmp_path: Path
+) -> None:
+    head = head_copy(remotes, tmp_path)
+    command = seed_study_command("--seeds", "11", "12", "13", "--variants", "wide")
+    env = {**subprocess_env(), **remotes.env}
+    with start_cluster(remotes, tmp_path / "first") as first:
+        study = subprocess.Popen(
+            [*command, "--scheduler", first.address], cwd=head, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 600  # a guard against a study that never records
+        while not (head / "reports/seeds.json").exists():
+            assert study.poll() is None and time.monotonic() < deadline, study.communicate()
+            time.sleep(0.2)
+        first.scheduler.send_signal(signal.SIGKILL)
+        _, stderr = study.communicate(timeout=60)  # the head gives up within a minute
+    assert_fails_cleanly(
+        subprocess.CompletedProcess(command, study.returncode, "", stderr),
+        f"lost the Dask scheduler at {first.address}",
+        "record(s) kept in reports/seeds.json",
+        "run the same command",
+    )
+    kept = read_records(head)
+    with start_cluster(remotes, tmp_path / "second") as second:
+        rerun = run([*command, "--scheduler", second.address], cwd=head, env=remotes.env).stdout
+    counts = re.search(r"(\d+) runs to do, (\d+) recorded", rerun)
+    assert counts, rerun
+    todo, recorded = int(counts[1]), int(counts[2])
+    assert todo + recorded == 3 and recorded >= len(kept) >= 1
+    records = read_records(head)
+    assert [r["name"] for r in records] == ["seed-wide-s11", "seed-wide-s12", "seed-wide-s13"]
+    assert [r for r in records if r["name"] in {k["name"] for k in kept}] == kept
+
+
+def test_a_failed_push_is_tried_again_never_the_training_and_keeps_the_record(
+    remotes: Remotes, cluster: Cluster, tmp_path: Path
+) -> None:
+    """`origin` gone from the run's start of training until after the study: the push is tried
+    three times, the training once; the record is kept, and the hint's push works later."""
+    head = head_copy(remotes, tmp_path)
+    study, _ = study_in_training(head, remotes, cluster, "9")
+    moved = remotes.origin.with_name("origin-away.git")
+    remotes.origin.rename(moved)
+    try:
+        stdout, stderr = study.communicate(timeout=600)
+    finally:
+        moved.rename(remotes.origin)
+    result = subprocess.CompletedProcess(study.args, study.returncode, stdout, stderr)
+    assert_fails_cleanly(result, "1 run(s) recorded but not pushed to origin (seed-wide-s9)")
+    assert stdout.count("seed-wide-s9: test accuracy") == 1  # trained once, never retried
+    assert "push tried 3 times" in stdout
+    assert [r["name"] for r in read_records(head)] == ["seed-wide-s9"]
+    hint = stderr.strip().splitlines()[-1].split("hint: on each run's worker, ")[1].rstrip(")")
+    clone = hint.split("cd ")[1].split(" && ")[0]
+    dvc_with(remotes, "exp", "push", "origin", "seed-wide-s9", cwd=Path(clone))
+    pushed = [ref.rsplit("/", 1)[-1] for ref in git("ls-remote", "origin", cwd=head).split()]
+    assert pushed.count("seed-wide-s9") == 1
 
 
 Breakage = Callable[[Path, dict[str, str]], None]

@@ -1,4 +1,4 @@
-"""The sweep and the seed study: every run a DVC experiment through DVC's queue, nothing stale.
+"""The sweep and the seed study: every run a DVC experiment, one Dask task each, nothing stale.
 
 Each study here runs the real stages on the tiny pipeline (one or two epochs) in a copy.
 """
@@ -16,6 +16,7 @@ from tests.conftest import (
     REPO,
     SEEDS,
     VARIANTS,
+    commit_all,
     dvc,
     experiments,
     read_records,
@@ -89,7 +90,6 @@ def test_a_second_call_runs_nothing(seed_copy: Path) -> None:
     command = seed_study_command("--seeds", *SEEDS, "--variants", *VARIANTS)
     assert "0 runs to do, 4 recorded" in run(command, cwd=seed_copy).stdout
     assert read_records(seed_copy) == before
-    assert "Queued" not in dvc("queue", "status", cwd=seed_copy).stdout
 
 
 def test_finished_experiments_without_records_are_read_back_from_dvc(seed_copy: Path) -> None:
@@ -118,6 +118,7 @@ def test_the_report_counts_current_records_and_a_changed_training_module_makes_t
     summary = run_stage("report", cwd=seed_copy).stdout
     assert "4 seed-study record(s) of small, wide left out" in summary
     assert charted(seed_copy) == []
+    commit_all(seed_copy, "a change to the training code")  # workers run commits
 
     command = seed_study_command("--seeds", "1", "--variants", "wide", "--jobs", "2")
     assert "1 runs to do, 0 recorded" in run(command, cwd=seed_copy).stdout
@@ -131,8 +132,8 @@ def test_the_report_counts_current_records_and_a_changed_training_module_makes_t
     assert charted(seed_copy) == ["seed-wide-s1"]
 
 
-def test_a_foreground_run_gives_the_queued_record(seed_copy: Path) -> None:
-    """The one-run function that a worker on another machine calls: the same record."""
+def test_a_foreground_run_gives_the_studys_record(seed_copy: Path) -> None:
+    """The one-run function that a worker calls, run in the project itself: the same record."""
     queued = {r["name"]: r for r in read_records(seed_copy)}["seed-wide-s2"]
     dvc("exp", "remove", "seed-wide-s2", cwd=seed_copy)
     script = (

@@ -1,7 +1,9 @@
-"""A study that fails or is stopped: Ctrl-C, a failed run, bad input. Each fails in one line,
-keeps the finished runs and leaves nothing queued; each runs the real stages on the tiny
-pipeline in a copy."""
+"""A study that fails or is stopped: Ctrl-C, SIGTERM, SIGHUP, a failed run, a second study,
+the user's own DVC queue beside it, bad input. Each fails in one line, keeps the finished runs
+and leaves no run behind; each runs the real stages on the tiny pipeline in a copy, on a real
+LocalCluster."""
 
+import json
 import shutil
 import signal
 import subprocess
@@ -9,12 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from stages.files import parse_yaml
 from tests.conftest import (
+    BIN,
     REPO,
     assert_fails_cleanly,
+    commit_all,
     copy_project,
     dvc,
     read_records,
@@ -26,68 +31,172 @@ from tests.conftest import (
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
 
+GUARD_SECONDS = 600  # against a study that hangs, not a timing check
 
-def wait_for_records(project: Path, count: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 600  # a guard against a hung queue, not a timing check
-    path = project / "reports/seeds.json"
-    while not (path.exists() and len(read_records(project)) >= count):
+
+def study_copy(tiny_project: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny pipeline without study records, committed as a user would."""
+    project = Path(shutil.copytree(tiny_project, tmp_path / "project", symlinks=True))
+    (project / "reports/seeds.json").unlink()
+    commit_all(project, "no study yet")
+    return project
+
+
+def start_study(project: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        seed_study_command(*args), cwd=project, env=subprocess_env(), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def run_processes(project: Path) -> list[psutil.Process]:
+    """The study runs of `project` on any worker (`python -m tools.cluster` with the project as
+    its source), and everything they started: DVC and the stages."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "tools.cluster" in cmdline and str(project.resolve()) in " ".join(cmdline):
+            with_children = [process]
+            with_children += process.children(recursive=True)
+            found += with_children
+    return found
+
+
+def wait_until(condition, process: subprocess.Popen) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + GUARD_SECONDS
+    while not condition():
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline
-        time.sleep(0.5)
+        time.sleep(0.2)
+
+
+def training(project: Path) -> bool:
+    return any("stages.train" in (p.cmdline() or []) for p in alive(run_processes(project)))
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    return [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def experiment_names(project: Path) -> list[str]:
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=project).stdout
+    return sorted(ref.rsplit("/", 1)[-1] for ref in refs.split() if "/stash" not in ref)
 
 
 @pytest.mark.usefixtures("ctrl_c_enabled")
 def test_a_study_stopped_by_ctrl_c_keeps_finished_runs_and_the_rerun_does_the_rest(
     tiny_project: Path, tmp_path: Path
 ) -> None:
-    project = Path(shutil.copytree(tiny_project, tmp_path / "project", symlinks=True))
-    (project / "reports/seeds.json").unlink()
-    command = seed_study_command("--seeds", "1", "2", "--variants", "wide", "--jobs", "1")
-    process = subprocess.Popen(
-        command, cwd=project, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    wait_for_records(project, 1, process)
+    project = study_copy(tiny_project, tmp_path)
+    process = start_study(project, "--seeds", "1", "2", "--variants", "wide", "--jobs", "1")
+    wait_until(lambda: (project / "reports/seeds.json").exists(), process)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 1, stderr.decode()
-    assert "Traceback" not in stderr.decode()
-    assert "error: interrupted:" in stderr.decode().splitlines()[-1]
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert "error: interrupted: 1 record(s) kept" in stderr.splitlines()[-1]
     kept = read_records(project)
-    assert len(kept) == 1
-    states = dvc("queue", "status", cwd=project).stdout
-    assert "Queued" not in states and "Running" not in states
+    assert [r["name"] for r in kept] == ["seed-wide-s1"]
 
-    rerun = run(command, cwd=project).stdout
+    rerun = run(seed_study_command("--seeds", "1", "2", "--variants", "wide"), cwd=project).stdout
     assert "1 runs to do, 1 recorded" in rerun
     records = read_records(project)
     assert [r["name"] for r in records] == ["seed-wide-s1", "seed-wide-s2"]
     assert records[:1] == kept
 
 
-def test_a_failed_run_removes_the_queued_ones_and_names_itself(
-    tiny_project: Path, tmp_path: Path
+@pytest.mark.usefixtures("ctrl_c_enabled")
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_mid_training_stops_every_run_and_keeps_the_records_file(
+    tiny_project: Path, tmp_path: Path, signal_number: int
 ) -> None:
-    """Seed 1 fails at once, seed 2 trains slowly while the study notices, seed 3 waits."""
-    project = Path(shutil.copytree(tiny_project, tmp_path / "project", symlinks=True))
-    (project / "reports/seeds.json").unlink()
-    training = project / "stages/training.py"
-    training.write_text(
-        training.read_text().replace(
+    project = study_copy(tiny_project, tmp_path)
+    records = project / "reports/seeds.json"
+    records.write_text("[]\n")  # a records file the study must leave intact
+    commit_all(project, "an empty records file")
+    process = start_study(project, "--seeds", "1", "2", "3", "--variants", "wide", "--jobs", "2")
+    wait_until(lambda: training(project), process)
+    runs = run_processes(project)
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert "error: interrupted: 0 record(s) kept" in stderr.splitlines()[-1]
+    _, left = psutil.wait_procs(runs, timeout=30)
+    assert alive(left) == []  # the training stopped with the study
+    assert json.loads(records.read_text()) == []
+    assert experiment_names(project) == []
+
+
+def test_a_failed_run_sends_no_more_and_names_itself(tiny_project: Path, tmp_path: Path) -> None:
+    """Seed 1 fails at once, seed 2 trains slowly meanwhile and is kept, seed 3 never starts."""
+    project = study_copy(tiny_project, tmp_path)
+    training_module = project / "stages/training.py"
+    training_module.write_text(
+        training_module.read_text().replace(
             "    if not is_chief(params.train):",
             "    if params.train.seed == 1:\n        raise ValueError('seed 1 breaks')\n"
-            "    time.sleep(40)\n"
+            "    time.sleep(30)\n"
             "    if not is_chief(params.train):",
         )
     )
-    command = seed_study_command("--seeds", "1", "2", "3", "--variants", "wide", "--jobs", "1")
+    commit_all(project, "seed 1 breaks")
+    command = seed_study_command("--seeds", "1", "2", "3", "--variants", "wide", "--jobs", "2")
     result = run(command, cwd=project, check=False)
     assert_fails_cleanly(result, "experiment seed-wide-s1 failed")
     assert "seed-wide-s1 | ValueError: seed 1 breaks" in result.stderr
     assert [r["name"] for r in read_records(project)] == ["seed-wide-s2"]  # it finished
-    states = dvc("queue", "status", cwd=project).stdout
-    assert "seed-wide-s3" not in states  # removed before it started
-    listed = dvc("exp", "list", "--name-only", cwd=project).stdout.split()
-    assert listed == ["seed-wide-s2"]
+    assert experiment_names(project) == ["seed-wide-s2"]  # seed 3 never ran
+
+
+def test_a_second_study_in_the_same_project_refuses_in_one_line(
+    tiny_project: Path, tmp_path: Path
+) -> None:
+    project = study_copy(tiny_project, tmp_path)
+    first = start_study(project, "--seeds", "1", "--variants", "wide", "--jobs", "1")
+    wait_until(lambda: training(project), first)
+    second = run(
+        seed_study_command("--seeds", "2", "--variants", "small"), cwd=project, check=False
+    )
+    assert_fails_cleanly(second, f"another study is running in this project (pid {first.pid})")
+    _, stderr = first.communicate(timeout=GUARD_SECONDS)
+    assert first.returncode == 0, stderr
+    assert [r["name"] for r in read_records(project)] == ["seed-wide-s1"]
+
+
+def test_a_study_beside_the_users_own_dvc_queue_leaves_it_alone(
+    tiny_project: Path, tmp_path: Path
+) -> None:
+    project = study_copy(tiny_project, tmp_path)
+    dvc("exp", "run", "--queue", "-n", "mine", "-S", "models.wide.dropout=0.2", "train@wide",
+        cwd=project)  # fmt: skip
+    subprocess.run(
+        [str(BIN / "dvc"), "queue", "start", "-j", "1"], cwd=project, env=subprocess_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+    )  # fmt: skip
+    try:
+        study = run(seed_study_command("--seeds", "1", "--variants", "wide"), cwd=project)
+        assert "1 runs to do, 0 recorded" in study.stdout
+        deadline = time.monotonic() + GUARD_SECONDS
+        while "mine" not in experiment_names(project):
+            states = dvc("queue", "status", cwd=project).stdout
+            assert "Failed" not in states and time.monotonic() < deadline, states
+            time.sleep(2)
+    finally:
+        dvc("queue", "stop", "--kill", cwd=project, check=False)
+    assert experiment_names(project) == ["mine", "seed-wide-s1"]
+    assert [r["name"] for r in read_records(project)] == ["seed-wide-s1"]
+
+
+def test_uncommitted_changes_fail_in_one_line_before_any_run(
+    tiny_project: Path, tmp_path: Path
+) -> None:
+    project = study_copy(tiny_project, tmp_path)
+    with (project / "stages/training.py").open("a") as module:
+        module.write("# changed\n")
+    result = run(seed_study_command("--seeds", "1"), cwd=project, check=False)
+    assert_fails_cleanly(result, "uncommitted changes (stages/training.py", "commit them")
+    assert experiment_names(project) == []
 
 
 @pytest.mark.parametrize(
@@ -109,12 +218,7 @@ def test_bad_input_fails_in_one_line_before_any_run(
     arguments = [arg.replace("{bad}", str(bad)) for arg in args]
     result = run(seed_study_command(*arguments), cwd=tiny_project, check=False)
     assert_fails_cleanly(result, fragment)
-    assert queued_tasks(tiny_project) == []  # nothing was ever queued in the shared fixture
-
-
-def queued_tasks(project: Path) -> list[str]:
-    lines = dvc("queue", "status", cwd=project).stdout.splitlines()[1:]
-    return [line for line in lines if line.strip() and "Worker status" not in line]
+    assert experiment_names(tiny_project) == []  # nothing ever ran in the shared fixture
 
 
 def test_a_study_without_the_split_fails_before_any_run(tmp_path: Path) -> None:
@@ -135,4 +239,4 @@ def test_a_bad_sweep_space_fails_before_any_run(tiny_project: Path) -> None:
     broken["variants"]["wide"]["a..b"] = {}  # not allowed in a Git ref
     path.write_text(yaml_text(broken))
     assert_fails_cleanly(run(command, cwd=tiny_project, check=False), "recipe name 'a..b'")
-    assert queued_tasks(tiny_project) == []
+    assert experiment_names(tiny_project) == []

@@ -1,4 +1,4 @@
-"""Study runs as DVC experiments: one run's `dvc exp run`, its record, and DVC's queue for many.
+"""Study runs as DVC experiments: one run's `dvc exp run`, in the foreground, and its record.
 
 A run trains one variant with one seed (and, in a sweep, a recipe's overrides) as a named
 experiment of the current commit, with targets that rerun only that variant's stages:
@@ -11,13 +11,10 @@ nothing finished is lost, and a rerun does only the runs that are missing or sta
 """
 
 import copy
-import itertools
 import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,12 +23,7 @@ from stages.files import parse_yaml
 from stages.fingerprint import Reader, fingerprint
 from stages.paths import metrics_file, training_file
 
-POLL_SECONDS = 2  # how often the queue's finished experiments are looked for (a Git call)
-STATUS_EVERY = 10  # polls between two `dvc queue status` calls (about 1 s of CPU each)
-UNSEEN_LIMIT = 6  # status checks in a row without a task before it counts as lost
 LOG_LINES = 12  # of a failed run's log, shown with its error
-QUEUE_STASH = "refs/exps/celery/stash"  # DVC's queue; its newest entry is the task just queued
-NO_WORKERS = "Worker status: 0 active, 0 idle"  # `dvc queue status` with no worker alive
 
 
 @dataclass(frozen=True)
@@ -80,16 +72,16 @@ def override(key: str, value: Any) -> str:
     return f"{key}={value if isinstance(value, str) else json.dumps(value)}"
 
 
-def exp_run_command(run: Run, threads: int, queue: bool = False) -> list[str]:
+def exp_run_command(run: Run, threads: int) -> list[str]:
     """The `dvc exp run` of one run: its name, its params as -S and its variant's last stage."""
     settings = [arg for k, v in run.settings(threads).items() for arg in ("-S", override(k, v))]
     target = f"evaluate@{run.variant}" if run.evaluates else f"train@{run.variant}"
-    return ["dvc", "exp", "run", *(["--queue"] if queue else []), "-n", run.name, *settings, target]
+    return ["dvc", "exp", "run", "-n", run.name, *settings, target]
 
 
 def venv_env() -> dict[str, str]:
-    """This environment with this Python's folder first on PATH, so that DVC's queue workers and
-    the stages' `python` are this venv's whether it is activated or not."""
+    """This environment with this Python's folder first on PATH, so that the stages' `python`
+    is this venv's whether it is activated or not."""
     venv = os.path.dirname(sys.executable)
     return {**os.environ, "PATH": os.pathsep.join([venv, os.environ["PATH"]])}
 
@@ -192,7 +184,7 @@ class RunFailed(StageError):
 
 def show_log(name: str, log: list[str]) -> None:
     """The failed run's last log lines, on stderr, each after the run's name."""
-    for line in log[-LOG_LINES:] or ["(DVC kept no log of it: see `dvc queue status`)"]:
+    for line in log[-LOG_LINES:] or ["(it printed nothing)"]:
         print(f"  {name} | {line}", file=sys.stderr)
 
 
@@ -202,141 +194,3 @@ def run_failed(name: str) -> RunFailed:
         f"experiment {name} failed (its last lines are above)",
         "fix the cause and run the same command again: it does only what is missing or stale",
     )
-
-
-def queue_rows() -> list[tuple[str, str, str]]:
-    """(task, name, status) of each row of `dvc queue status`; a task as its first 7 hex digits."""
-    lines = dvc("queue", "status").stdout.splitlines()
-    rows = [line.split() for line in lines[1:] if line.strip() and "Worker status" not in line]
-    return [(row[0][:7], row[1], row[-1]) for row in rows if len(row) >= 4]
-
-
-def queue(runs: list[Run], jobs: int, base: str, tasks: dict[str, str]) -> None:
-    """Queue the runs, first removing their earlier experiments, and note each run's task.
-
-    The workers start only once every run is queued: until then nothing takes an entry off
-    DVC's queue stash, so its newest entry is the task just queued. So a worker left from an
-    earlier study is stopped first.
-    """
-    stop_idle_workers()
-    earlier = sorted(experiment_names(base) & {run.name for run in runs})
-    if earlier:
-        dvc("exp", "remove", *earlier)
-    for run in runs:
-        dvc(*exp_run_command(run, threads_per_run(jobs), queue=True)[1:])
-        tasks[run.name] = git("rev-parse", QUEUE_STASH).decode()[:7]
-
-
-def stop_idle_workers() -> None:
-    """Stop DVC's queue workers and wait until none is left (at most a minute).
-
-    A worker idles for a while after its queue is empty; one left from the previous study
-    would take a run off the stash before its task is noted.
-    """
-    dvc("queue", "stop", check=False)
-    for _ in range(60 // POLL_SECONDS):
-        if NO_WORKERS in dvc("queue", "status").stdout:
-            return
-        time.sleep(POLL_SECONDS)
-    raise StageError(
-        "DVC's queue workers did not stop within a minute",
-        "let their runs finish, or stop them with `dvc queue stop --kill`, then try again",
-    )
-
-
-def start_workers(jobs: int) -> None:
-    """`dvc queue start -j N`, its output not piped: the detached workers would hold the pipe."""
-    command = [sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)]
-    quiet = subprocess.DEVNULL
-    subprocess.run(command, stdout=quiet, stderr=quiet, env=venv_env(), check=True)
-
-
-def tasks_in(status: str, tasks: list[str]) -> list[str]:
-    states = {task: state for task, _, state in queue_rows()}
-    return [task for task in tasks if states.get(task) == status]
-
-
-def remove_waiting(tasks: list[str]) -> list[str]:
-    """Stop the workers taking new runs and remove the tasks that have not started.
-
-    DVC removes all the named tasks or none, and one may start meanwhile, so it tries again
-    with those still waiting; returns the tasks removed.
-    """
-    dvc("queue", "stop", check=False)  # each worker stops after its current run
-    removed: list[str] = []
-    for _ in range(3):
-        waiting = tasks_in("Queued", tasks)
-        if not waiting:
-            break
-        if dvc("queue", "remove", *waiting, check=False).returncode == 0:
-            removed += waiting
-    return removed
-
-
-def kill_running(tasks: list[str]) -> None:
-    """Kill the tasks that run, and wait until DVC has stopped them (at most a minute)."""
-    running = tasks_in("Running", tasks)
-    if running:
-        dvc("queue", "kill", *running, check=False)
-    for _ in range(60 // POLL_SECONDS):
-        if not tasks_in("Running", running):
-            return
-        time.sleep(POLL_SECONDS)
-
-
-def failed_runs(
-    pending: list[str], tasks: dict[str, str], states: dict[str, str], unseen: dict[str, int]
-) -> list[str]:
-    """The pending runs whose task failed, or that have been neither queued nor running for
-    UNSEEN_LIMIT status checks in a row (`dvc queue status` can miss a busy worker's task)."""
-    for name in pending:
-        alive = states.get(tasks[name]) in ("Queued", "Running")
-        unseen[name] = 0 if alive else unseen.get(name, 0) + 1
-    return [
-        name
-        for name in pending
-        if states.get(tasks[name]) == "Failed" or unseen[name] >= UNSEEN_LIMIT
-    ]
-
-
-def run_queued(runs: list[Run], jobs: int, keep: Callable[[dict[str, Any]], None]) -> None:
-    """Run the runs through DVC's queue, `jobs` at a time; `keep` each record as it finishes.
-
-    A failed run removes the runs that have not started, lets the running ones finish and then
-    fails with its log. Ctrl-C removes the waiting runs and kills the running ones; any other
-    error removes the waiting runs and leaves the running ones to finish (a rerun reads them).
-    """
-    base = head_commit()
-    pending = {run.name: run for run in runs}
-    tasks: dict[str, str] = {}
-    unseen: dict[str, int] = {}
-    failed: str | None = None
-    try:
-        queue(runs, jobs, base, tasks)
-        start_workers(jobs)
-        for poll in itertools.count():
-            for name in sorted(experiment_names(base) & set(pending)):
-                keep(read_record(pending.pop(name), base))
-            if not pending:
-                break
-            if poll % STATUS_EVERY == STATUS_EVERY - 1:
-                states = {task: state for task, _, state in queue_rows()}
-                lost = failed_runs(list(pending), tasks, states, unseen)
-                if lost and not failed:
-                    failed = lost[0]
-                    removed = remove_waiting([tasks[name] for name in pending])
-                    lost += [name for name in pending if tasks[name] in removed]
-                elif not failed and "Running" not in {states.get(tasks[n]) for n in pending}:
-                    start_workers(jobs)  # runs wait and none runs: the workers were stopped
-                for name in set(lost):
-                    pending.pop(name)
-            time.sleep(POLL_SECONDS)
-    except BaseException as error:  # Ctrl-C or an error of ours: start nothing more
-        unfinished = [task for name, task in tasks.items() if name in pending]
-        remove_waiting(unfinished)
-        if isinstance(error, KeyboardInterrupt):
-            kill_running(unfinished)
-        raise
-    if failed:
-        show_log(failed, dvc("queue", "logs", tasks[failed], check=False).stdout.splitlines())
-        raise run_failed(failed)

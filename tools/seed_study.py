@@ -3,13 +3,13 @@
     python -m tools.seed_study [--seeds 1 2 3 4 5] [--jobs 2] [--variants cnn ...]
                                [--scheduler tcp://HOST:8786]
 
-Run it from the project's root, after `dvc repro split`. Each run is a DVC experiment named for
-what it is (`seed-cnn-s3`: `dvc exp run -S train.seed=3 evaluate@cnn`), run through DVC's queue
-`--jobs` at a time, the cores shared among them (tools/experiments.py). Each record goes to
-reports/seeds.json as its run finishes; the report stage counts only the records whose
-fingerprint matches today's code and params. A rerun does only what is missing or stale, and
-keeps the records of other variants and seeds. With `--scheduler` (or DASK_SCHEDULER_ADDRESS)
-each run is a task on a Dask cluster instead (tools/cluster.py).
+Run it from the project's root, after `dvc repro split`, on a committed tree. Each run is a DVC
+experiment named for what it is (`seed-cnn-s3`: `dvc exp run -S train.seed=3 evaluate@cnn`),
+one Dask task each: on a LocalCluster of `--jobs` workers here, the cores shared among them, or
+with `--scheduler` (or DASK_SCHEDULER_ADDRESS) on that cluster's workers (tools/cluster.py).
+Each record goes to reports/seeds.json as its run finishes; the report stage counts only the
+records whose fingerprint matches today's code and params. A rerun does only what is missing
+or stale, and keeps the records of other variants and seeds.
 """
 
 import argparse

@@ -1,21 +1,42 @@
-"""A study: what is missing or stale of its runs, run through DVC's queue or a Dask cluster.
+"""A study: what is missing or stale of its runs, each run one Dask task, here or on a cluster.
 
 The head keeps the books: it writes each record to the study's file as its run finishes, so
 nothing finished is lost, and a rerun does only the runs that are missing or stale.
 """
 
+import contextlib
+import fcntl
 import json
-from collections.abc import Callable
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
+
+from tqdm import tqdm
 
 from stages.errors import StageError
 from stages.files import parse_yaml, write_json
 from stages.fingerprint import fingerprint, read_workspace
 from stages.paths import MANIFEST_FILE, SPLITS, split_file, training_file
 from stages.report import read_seed_records
-from tools.cluster import check_pushed, fetch_experiments, run_on_cluster
-from tools.experiments import Run, head_commit, read_record, run_queued
+from tools.cluster import (
+    CLOSE_SECONDS,
+    SchedulerLost,
+    Source,
+    connect,
+    local_cluster,
+    local_source,
+    remote_source,
+    run_on_cluster,
+    steps_line,
+)
+from tools.experiments import Run, head_commit, read_record, threads_per_run
+
+LOCK_FILE = Path(".dvc/tmp/study.lock")  # one study at a time writes a project's records
 
 
 def check_split() -> None:
@@ -51,6 +72,56 @@ def expected_seconds(run: Run) -> float:
     return json.loads(path.read_text())["timing"]["seconds"] if path.exists() else 0.0
 
 
+@contextlib.contextmanager
+def only_study() -> Iterator[None]:
+    """Hold the project's study lock, or refuse in one line: another study is running here."""
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK_FILE.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise StageError(
+                f"another study is running in this project (pid {lock.read().strip() or '?'})",
+                "wait for it to finish, or stop it; one study at a time writes the records",
+            ) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
+def interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop a study as Ctrl-C does: nothing more starts, the runs stop."""
+    numbers = (signal.SIGTERM, signal.SIGHUP)
+    previous = {number: signal.signal(number, interrupt) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def cluster_client(scheduler: str | None, jobs: int) -> Iterator[Any]:
+    """A client of the scheduler at `scheduler`, or of a LocalCluster of `jobs` workers."""
+    if scheduler is None:
+        with local_cluster(jobs) as client:
+            yield client
+        return
+    client = connect(scheduler)
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            client.close(timeout=CLOSE_SECONDS)
+
+
 def run_study(
     runs: list[Run],
     jobs: int,
@@ -61,27 +132,35 @@ def run_study(
 ) -> list[dict[str, Any]]:
     """Run what is missing or stale of `runs`; return every record.
 
-    The runs go through DVC's queue, `jobs` at a time, or with a `scheduler` address one Dask
-    task each. `output` keeps the records of other runs too, written in `order` after each
-    finished run. A run whose experiment of this commit already finished with today's
-    fingerprint (here, or on `origin` for a cluster) is read back instead of rerun.
+    Each run is one Dask task: on a LocalCluster of `jobs` workers here, each with its share
+    of the cores, or with a `scheduler` address on that cluster's workers. `output` keeps the
+    records of other runs too, written in `order` after each finished run. A run whose
+    experiment of this commit already finished with today's fingerprint (here, or on `origin`
+    for a cluster) is read back instead of rerun.
     """
     check_jobs(jobs)
     check_split()
+    with only_study(), stopped_by_signals():
+        return study(runs, jobs, output, hint, order, scheduler)
+
+
+def study(
+    runs: list[Run],
+    jobs: int,
+    output: Path,
+    hint: str,
+    order: Callable[[dict[str, Any]], Any],
+    scheduler: str | None,
+) -> list[dict[str, Any]]:
     records = {record["name"]: record for record in read_records(output, hint)}
     params = parse_yaml(Path("params.yaml").read_text())
     current = {r.name: fingerprint(r.variant, r.params(params), read_workspace) for r in runs}
+    source: Source = remote_source(output) if scheduler else local_source(output)
     base = head_commit()
-    if scheduler:
-        origin = check_pushed(output)
-        fetch_experiments(base)
 
-    def keep(record: dict[str, Any]) -> None:
+    def write(record: dict[str, Any]) -> None:
         records[record["name"]] = record
         write_json(output, sorted(records.values(), key=order))
-        result = record.get("test_accuracy", record["val_accuracy"])
-        kind = "test" if "test_accuracy" in record else "validation"
-        print(f"{record['name']}: {kind} accuracy {result:.4f}", flush=True)
 
     todo = []
     for run in runs:
@@ -89,19 +168,73 @@ def run_study(
             continue
         finished = read_record(run, base)
         if finished and finished["fingerprint"] == current[run.name]:
-            keep(finished)
+            write(finished)
         else:
             todo.append(run)
     print(f"{len(todo)} runs to do, {len(runs) - len(todo)} recorded", flush=True)
+    if not todo:
+        return sorted(records.values(), key=order)
     longest_first = sorted(todo, key=lambda run: -expected_seconds(run))
-    try:  # the longest first: the last runs are short and the workers finish together
-        if todo and scheduler:
-            run_on_cluster(longest_first, scheduler, origin, keep)
-        elif todo:
-            run_queued(longest_first, jobs, keep)
+    planned = {run.name: expected_seconds(run) or 1.0 for run in todo}
+    progress = Progress(sum(planned.values()))
+
+    def keep(run: Run, result: dict[str, Any]) -> None:
+        record = result["record"]
+        write(record)
+        kind = "test" if "test_accuracy" in record else "validation"
+        accuracy = record.get("test_accuracy", record["val_accuracy"])
+        progress.done(
+            planned[run.name],
+            f"{record['name']}: {kind} accuracy {accuracy:.4f} ({steps_line(result)})",
+        )
+
+    threads = 0 if scheduler else threads_per_run(jobs)
+    try:
+        with cluster_client(scheduler, jobs) as client:
+            unpushed = run_on_cluster(longest_first, client, source, keep, threads)
     except KeyboardInterrupt:
         raise StageError(
-            f"interrupted: {len(records)} record(s) kept in {output}; the waiting runs are removed",
+            f"interrupted: {len(records)} record(s) kept in {output}; the runs in flight are "
+            "stopped",
             "run the same command again to do the rest",
         ) from None
+    except SchedulerLost:
+        raise StageError(
+            f"lost the Dask scheduler at {scheduler}: {len(records)} record(s) kept in {output}",
+            "start a scheduler and its workers, then run the same command: it does only the rest",
+        ) from None
+    finally:
+        progress.close()
+    if unpushed:
+        names = " ".join(result["record"]["name"] for result in unpushed)
+        raise StageError(
+            f"{len(unpushed)} run(s) recorded but not pushed to origin ({names}): "
+            f"{unpushed[0]['not_pushed']}",
+            f"on each run's worker, cd {unpushed[0]['clone']} && dvc exp push origin NAME",
+        )
     return sorted(records.values(), key=order)
+
+
+class Progress:
+    """A bar over the study's expected seconds of training (on a terminal), and a line per
+    finished run with how much is done and the time left at the rate so far."""
+
+    def __init__(self, total: float) -> None:
+        self.bar = tqdm(total=total, unit="s", disable=None, bar_format="{l_bar}{bar}| {remaining}")
+        self.total = total
+        self.finished = 0.0
+        self.started = time.monotonic()
+
+    def done(self, seconds: float, line: str) -> None:
+        self.finished += seconds
+        self.bar.update(seconds)
+        elapsed = time.monotonic() - self.started
+        left = (self.total - self.finished) * elapsed / self.finished
+        self.bar.write(
+            f"{line}; {self.finished / self.total:.0%} done, "
+            f"about {tqdm.format_interval(left)} left",
+            file=sys.stdout,
+        )
+
+    def close(self) -> None:
+        self.bar.close()

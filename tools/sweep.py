@@ -3,9 +3,9 @@
     python -m tools.sweep [--jobs 2] [--readme docs/tuning.md] [--scheduler tcp://HOST:8786]
 
 Each run is a DVC experiment named for what it is (`sweep-wide-adam-cosine-ls-s1`: `dvc exp
-run -S models.wide.optimizer=adam ... train@wide`), run through DVC's queue `--jobs` at a time
-(tools/experiments.py), or with `--scheduler` one Dask task each (tools/cluster.py); the test
-set is never evaluated. Records go to reports/sweep.json as runs finish, each with the
+run -S models.wide.optimizer=adam ... train@wide`), one Dask task each, on a LocalCluster of
+`--jobs` workers or with `--scheduler` on that cluster (tools/cluster.py); the test set is never
+evaluated. Records go to reports/sweep.json as runs finish, each with the
 fingerprint of the code and params it ran, so a rerun does only what is missing or stale and a
 new recipe costs only its own runs. The table ranks recipes by
 mean validation accuracy; the first of each variant (in bold) is the one params.yaml holds.
