@@ -1,13 +1,14 @@
-"""Benchmark a study on two Dask workers against the same study through DVC's queue (-j 2).
+"""Benchmark a study on two Dask workers against the same study on a LocalCluster (--jobs 2).
 
     python -m benchmarks.cluster [--seeds 1 2] [--variants small wide_dropout wide] [--doc FILE]
 
 Both run the real seed-study runs (full params) of this commit, one after the other, each from
 its own fresh clone, with a Git remote (a bare repository) and a DVC remote (a folder) in a
 temporary directory: the set-up of docs/scaling.md on one machine. The cluster is a
-`dask scheduler` and two `dask worker --nthreads 1`; the queue is `--jobs 2` (one thread each).
+`dask scheduler` and two `dask worker --nthreads 1`, against a `LocalCluster` of `--jobs 2`
+(one thread each), whose clones share the head's DVC cache instead of the remotes.
 
-- wall time of each study, and the cluster's over the queue's (target: at most 1.1);
+- wall time of each study, and the cluster's over the local one's (target: at most 1.1);
 - overhead per run, (2 x wall - training) / runs, training being the runs' `train_seconds`;
 - each Dask task's seconds outside its training, by step, from the line that the study prints
   for each task: the first task on a worker clones the project, the later ones reuse the
@@ -106,8 +107,8 @@ def dask_cluster(folder: Path, env: dict[str, str]) -> Iterator[Client]:
 
 
 STEP_LINE = re.compile(
-    r"^[\d.]+ (\S+): .*\n([\d.]+)   on (\S+): git ([\d.]+) s, pull ([\d.]+) s, "
-    r"run ([\d.]+) s, push ([\d.]+) s; ([\d.]+) s in all$",
+    r"^([\d.]+) (\S+): .* \(on (\S+): git ([\d.]+) s, pull ([\d.]+) s, "
+    r"run ([\d.]+) s, push ([\d.]+) s; ([\d.]+) s in all[^)]*\)",
     re.M,
 )
 
@@ -123,7 +124,7 @@ def task_overheads(printed: str, records: list[dict]) -> dict[str, dict[str, flo
     first: list[dict[str, float]] = []
     later: list[dict[str, float]] = []
     ended: dict[str, float] = {}
-    for name, came, worker, git, pull, run, push, total in STEP_LINE.findall(printed):
+    for came, name, worker, git, pull, run, push, total in STEP_LINE.findall(printed):
         steps = {"git": float(git), "pull": float(pull), "push": float(push)}
         steps["experiment"] = float(run) - training[name]  # dvc exp run but the epochs
         steps["task"] = float(total) - training[name]
@@ -152,8 +153,8 @@ def measure(seeds: list[str], variants: list[str]) -> dict:
         folder = Path(scratch)
         env = {**venv_env(), "DVC_GLOBAL_CONFIG_DIR": str(folder / "dvc-config")}
         origin = set_up(folder, env)
-        queue_wall, queued, _ = timed_study(
-            fresh_clone(origin, folder / "queue", env), [*arguments, "--jobs", "2"], env
+        local_wall, local_records, _ = timed_study(
+            fresh_clone(origin, folder / "local", env), [*arguments, "--jobs", "2"], env
         )
         head = fresh_clone(origin, folder / "cluster", env)
         with dask_cluster(folder, env) as client:
@@ -161,18 +162,18 @@ def measure(seeds: list[str], variants: list[str]) -> dict:
             cluster_wall, on_cluster, printed = timed_study(head, [*arguments, *address], env)
     overheads = task_overheads(printed, on_cluster)
     return {
-        "runs": len(queued),
+        "runs": len(local_records),
         "variants": variants,
         "seeds": seeds,
-        "queue_jobs_2": summary(queue_wall, queued),
+        "local_jobs_2": summary(local_wall, local_records),
         "dask_workers_2": {**summary(cluster_wall, on_cluster), "task_overhead_seconds": overheads},
-        "cluster_over_queue": round(cluster_wall / queue_wall, 3),
-        "cpu": queued[0]["environment"]["cpu"],
+        "cluster_over_local": round(cluster_wall / local_wall, 3),
+        "cpu": local_records[0]["environment"]["cpu"],
     }
 
 
 def markdown(results: dict) -> str:
-    queue, cluster = results["queue_jobs_2"], results["dask_workers_2"]
+    local, cluster = results["local_jobs_2"], results["dask_workers_2"]
     tasks = cluster["task_overhead_seconds"]
     steps = ("waited", "git", "pull", "experiment", "push", "task")
     rows = "".join(
@@ -182,15 +183,15 @@ def markdown(results: dict) -> str:
     )  # fmt: skip
     return (
         "| Runs on 2 cores | Wall time | Training | Overhead per run |\n|--|--:|--:|--:|\n"
-        f"| DVC's queue, `--jobs 2` | {queue['wall_seconds']:.0f} s "
-        f"| {queue['training_seconds']:.0f} s | {queue['overhead_seconds_per_run']:.1f} s |\n"
+        f"| a LocalCluster, `--jobs 2` | {local['wall_seconds']:.0f} s "
+        f"| {local['training_seconds']:.0f} s | {local['overhead_seconds_per_run']:.1f} s |\n"
         f"| 2 Dask workers, `--nthreads 1` | {cluster['wall_seconds']:.0f} s "
         f"| {cluster['training_seconds']:.0f} s | {cluster['overhead_seconds_per_run']:.1f} s |\n"
         f"\n{results['runs']} runs ({', '.join(results['variants'])}; seeds "
         f"{', '.join(results['seeds'])}) on {results['cpu']}: the cluster took "
-        f"{results['cluster_over_queue']:.2f}× the queue's wall time (target ≤ 1.1). "
+        f"{results['cluster_over_local']:.2f}× the LocalCluster's wall time (target ≤ 1.1). "
         "A Dask task's seconds outside its training, by step (mean over tasks; `experiment` is "
-        "`dvc exp run` less the epochs, as the queue's runs have it too; target for a task once "
+        "`dvc exp run` less the epochs, as the local runs have it too; target for a task once "
         "its worker's clone exists: ≤ 15 s):\n\n"
         "| Task | waited before | git fetch, checkout | dvc pull | experiment | dvc exp push "
         "| whole task |\n|--|--:|--:|--:|--:|--:|--:|\n" + rows

@@ -76,9 +76,9 @@ def test_quick_profile_ranks_op_types_by_time(split_project: Path, tmp_path: Pat
     assert all(math.isfinite(s) and s > 0 for s in wide["epoch_seconds"])
 
 
-def test_study_benchmark_times_a_real_study_through_the_queue(tiny_copy: Path) -> None:
+def test_study_benchmark_times_a_real_study_on_a_local_cluster(tiny_copy: Path) -> None:
     output = tiny_copy / "studies.json"
-    (tiny_copy / "reports/seeds.json").unlink()
+    seeds = (tiny_copy / "reports/seeds.json").read_bytes()
     command = [sys.executable, "-m", "benchmarks.studies", "--seeds", "7", "--variants", "wide"]
     result = run([*command, "--jobs", "1", "--output", str(output)], cwd=tiny_copy)
     report = json.loads(output.read_text())
@@ -93,6 +93,9 @@ def test_study_benchmark_times_a_real_study_through_the_queue(tiny_copy: Path) -
     assert "| 1 | 1 × " in result.stdout
     again = run([*command, "--jobs", "1", "--output", str(output)], cwd=tiny_copy, check=False)
     assert again.returncode != 0 and "nothing ran" in again.stderr
+    records = json.loads((tiny_copy / "benchmarks/results/study-records.json").read_text())
+    assert [record["name"] for record in records] == ["seed-wide-s7"]
+    assert (tiny_copy / "reports/seeds.json").read_bytes() == seeds  # the seed study's own file
 
 
 def test_the_benchmark_without_its_pytorch_extra_says_so_in_one_line(tmp_path: Path) -> None:
