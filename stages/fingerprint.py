@@ -1,28 +1,34 @@
 """A study record's fingerprint: one hash of everything that decides a variant's result.
 
-It covers what DVC would rerun `train@<variant>` and `evaluate@<variant>` for, except what a
-study sets per run on purpose and records beside the fingerprint (the seed and the thread
-count): their definitions in dvc.yaml, the `stages/` code they depend on, the split's manifest
-(the hashes of the split files) and their other params. A seed-study or sweep record whose
-fingerprint differs from today's was made by other code or params: it is stale.
+It covers what DVC would rerun the run's stages for (`train@<variant>`, and for a seed-study
+run `evaluate@<variant>`), except what a study sets per run on purpose and records beside the
+fingerprint (the seed and the thread count): their definitions in dvc.yaml, the `stages/` code
+they depend on, the split's manifest (the hashes of the split files) and their other params;
+and the versions of Python (its minor), TensorFlow, Keras and NumPy that ran them. A seed-study
+or sweep record whose fingerprint differs from today's was made by other code, params or
+libraries: it is stale.
 """
 
 import json
+import sys
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from stages.files import parse_yaml, sha256_bytes
 from stages.paths import MANIFEST_FILE
 
-STUDIED_STAGES = ("train", "evaluate")
+STUDIED_STAGES = ("train", "evaluate")  # a seed-study run's; a sweep run's is train alone
 PER_RUN_KEYS = ("train.seed", "train.threads")  # set by a study per run, and recorded
 
 Reader = Callable[[str], bytes]  # a path relative to the project root -> the file's bytes
 
 
-def stage_definitions(pipeline: dict[str, Any], variant: str) -> list[dict[str, Any]]:
-    """The `train` and `evaluate` foreach bodies of dvc.yaml, with `${key}` set to the variant."""
-    bodies = json.dumps([pipeline["stages"][name]["do"] for name in STUDIED_STAGES])
+def stage_definitions(
+    pipeline: dict[str, Any], variant: str, stages: tuple[str, ...] = STUDIED_STAGES
+) -> list[dict[str, Any]]:
+    """The `stages`' foreach bodies of dvc.yaml, with `${key}` set to the variant."""
+    bodies = json.dumps([pipeline["stages"][name]["do"] for name in stages])
     return json.loads(bodies.replace("${key}", variant))
 
 
@@ -39,18 +45,27 @@ def param_value(params: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def fingerprint(variant: str, params: dict[str, Any], read: Reader) -> str:
-    """The hash of the variant's stage definitions, source files and params but PER_RUN_KEYS.
+def fingerprint(
+    variant: str,
+    params: dict[str, Any],
+    read: Reader,
+    libraries: dict[str, str],
+    stages: tuple[str, ...] = STUDIED_STAGES,
+) -> str:
+    """The hash of the variant's stage definitions, source files and params but PER_RUN_KEYS,
+    and of the `libraries` that ran them.
 
     `params` is params.yaml as parsed (with any overrides applied); `read` reads dvc.yaml and
-    the source files from the workspace or from a Git commit.
+    the source files from the workspace or from a Git commit; `libraries` is
+    installed_libraries() for today, recorded_libraries() for a record.
     """
-    definitions = stage_definitions(parse_yaml(read("dvc.yaml")), variant)
+    definitions = stage_definitions(parse_yaml(read("dvc.yaml")), variant, stages)
     keys = {key for d in definitions for key in d.get("params", [])} - set(PER_RUN_KEYS)
     content = {
         "stages": definitions,
         "files": {path: sha256_bytes(read(path)) for path in fingerprinted_files(definitions)},
         "params": {key: param_value(params, key) for key in sorted(keys)},
+        "libraries": libraries,
     }
     return sha256_bytes(json.dumps(content, sort_keys=True).encode())[:16]
 
@@ -58,3 +73,33 @@ def fingerprint(variant: str, params: dict[str, Any], read: Reader) -> str:
 def read_workspace(path: str) -> bytes:
     with open(path, "rb") as file:
         return file.read()
+
+
+def installed_libraries() -> dict[str, str]:
+    """The versions that decide results in this Python, read without importing TensorFlow."""
+    return {
+        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+        "tensorflow": first_version("tensorflow", "tensorflow-cpu"),
+        "keras": first_version("keras"),
+        "numpy": first_version("numpy"),
+    }
+
+
+def first_version(*distributions: str) -> str:
+    """The version of the first of `distributions` installed (TensorFlow has several)."""
+    for distribution in distributions:
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            continue
+    return "none"
+
+
+def recorded_libraries(environment: dict[str, Any]) -> dict[str, str]:
+    """The same versions, from a run's recorded environment (stages/environment.py)."""
+    return {
+        "python": ".".join(environment["python"].split(".")[:2]),
+        "tensorflow": environment["tensorflow"],
+        "keras": environment["keras"],
+        "numpy": environment["numpy"],
+    }

@@ -1,8 +1,9 @@
 """Stage report: compare the variants in reports/summary.md, reports/history.csv and a chart.
 
 The summary holds the committed run beside the seed study (reports/seeds.json, written by
-`python -m tools.seed_study`; only the records whose fingerprint matches today's code and
-params count, and reports/seeds_current.json hands them to the seeds chart), McNemar's exact
+`python -m tools.seed_study`; only the records whose fingerprint matches today's code, params
+and libraries count, and of those only the largest group of like runs, one thread count and
+one instruction set; reports/seeds_current.json hands them to the seeds chart), McNemar's exact
 test between each pair of variants on the test predictions, and the machine that trained each
 variant. `python -m stages.report --readme README.md` also copies the tables into the README.
 """
@@ -11,7 +12,6 @@ import argparse
 import csv
 import io
 import itertools
-import json
 import math
 import re
 import statistics
@@ -23,7 +23,7 @@ from scipy.stats import binomtest, t, ttest_ind
 
 from stages.errors import StageError, run_stage
 from stages.files import parse_yaml, read_json, write_json, write_text
-from stages.fingerprint import fingerprint, read_workspace
+from stages.fingerprint import fingerprint, installed_libraries, read_workspace
 from stages.history import HISTORY_COLUMNS, read_history
 from stages.params import PARAMS_FILE, load_params
 from stages.paths import (
@@ -38,6 +38,7 @@ from stages.paths import (
     training_file,
 )
 from stages.plots import plot_validation_accuracy
+from stages.records import SEED_FIELDS, like_group, read_records
 
 SEEDS_HINT = "run `python -m tools.seed_study`"
 
@@ -49,8 +50,8 @@ def percent(value: float) -> str:
 def current_records(
     records: list[dict[str, Any]], fingerprints: dict[str, str]
 ) -> list[dict[str, Any]]:
-    """The seed study's records made by today's code and params of their variant."""
-    return [r for r in records if r.get("fingerprint") == fingerprints.get(r["variant"], "-")]
+    """The seed study's records made by today's code, params and libraries of their variant."""
+    return [r for r in records if r["fingerprint"] == fingerprints.get(r["variant"], "-")]
 
 
 def stale_line(records: list[dict[str, Any]], current: list[dict[str, Any]]) -> str:
@@ -60,8 +61,8 @@ def stale_line(records: list[dict[str, Any]], current: list[dict[str, Any]]) -> 
         return ""
     variants = ", ".join(sorted({r["variant"] for r in stale}))
     return (
-        f"{len(stale)} seed-study record(s) of {variants} left out: made by other code or "
-        f"params than today's ({SEEDS_HINT} to redo them)\n"
+        f"{len(stale)} seed-study record(s) of {variants} left out: made by other code, params "
+        f"or libraries than today's ({SEEDS_HINT} to redo them)\n"
     )
 
 
@@ -165,8 +166,8 @@ def noise_band(accuracies: list[float]) -> float | None:
     return float(t.ppf(0.975, len(accuracies) - 1)) * statistics.stdev(accuracies) * math.sqrt(2)
 
 
-def noise_line(seeds: dict[str, list[float]]) -> str:
-    """The README's noise rule: each variant's band, with its seeds and t."""
+def noise_line(seeds: dict[str, list[float]], pooled: str) -> str:
+    """The README's noise rule: each variant's band, with its seeds and t, and what was pooled."""
     bands = [
         f"`{variant}` ±{100 * band:.2f} pp ({len(values)} seeds, "
         f"t = {t.ppf(0.975, len(values) - 1):.2f})"
@@ -175,7 +176,7 @@ def noise_line(seeds: dict[str, list[float]]) -> str:
     ]
     if not bands:
         return "No seed study is current: `python -m tools.seed_study` gives the noise bands.\n"
-    return "Noise bands of a single run's `test.accuracy`: " + ", ".join(bands) + ".\n"
+    return f"Noise bands of a single run's `test.accuracy`: {', '.join(bands)}. {pooled}\n"
 
 
 def welch(a: list[float], b: list[float]) -> tuple[str, str]:
@@ -228,19 +229,6 @@ def environment_table(training: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_seed_records(path: Path = SEEDS_FILE, hint: str = SEEDS_HINT) -> list[dict[str, Any]]:
-    """A study's records file: a JSON list, or a one-line error with `hint`."""
-    if not path.exists():
-        raise StageError(f"{path} is missing", hint)
-    try:
-        records = json.loads(path.read_text())
-    except ValueError as error:
-        raise StageError(f"{path} is not valid JSON: {error}", hint) from None
-    if not isinstance(records, list):
-        raise StageError(f"{path} does not hold a list of records", hint)
-    return records
-
-
 def history_csv(histories: dict[str, np.ndarray]) -> str:
     """Every variant's history in one long table with a `variant` column, for DVC plots."""
     buffer = io.StringIO()
@@ -288,18 +276,22 @@ def main() -> None:
     histories = {variant: read_history(history_file(variant)) for variant in variants}
     correct = {v: np.equal(*read_predictions(v).T) for v in variants}
     raw_params = parse_yaml(PARAMS_FILE.read_text())
-    fingerprints = {v: fingerprint(v, raw_params, read_workspace) for v in variants}
-    records = read_seed_records()
-    current = current_records(records, fingerprints)
+    libraries = installed_libraries()
+    fingerprints = {v: fingerprint(v, raw_params, read_workspace, libraries) for v in variants}
+    if not SEEDS_FILE.exists():
+        raise StageError(f"{SEEDS_FILE} is missing", SEEDS_HINT)
+    records = read_records(SEEDS_FILE, SEEDS_HINT, SEED_FIELDS)
+    fresh = current_records(records, fingerprints)
+    current, pooled = like_group(fresh)
     seeds = {v: seed_accuracies(current, v) for v in variants}
 
     tables = {
         "results": summary_table(metrics, training, seeds, params.report.reference_accuracy),
-        "noise": noise_line(seeds),
+        "noise": noise_line(seeds, pooled),
         "significance": significance_table(correct, seeds),
         "environment": environment_table(training),
     }
-    stale = stale_line(records, current)
+    stale = stale_line(records, fresh)
     write_text(
         SUMMARY_FILE,
         "# Results\n\n{results}\n{stale}## Is a difference real?\n\n{noise}\n{significance}\n"

@@ -4,6 +4,7 @@ import json
 import math
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 from scipy.stats import t
 
 from stages.errors import StageError
-from stages.fingerprint import fingerprint
+from stages.fingerprint import STUDIED_STAGES, installed_libraries, recorded_libraries
+from stages.fingerprint import fingerprint as fingerprint_of
 from stages.report import (
     chart_records,
     current_records,
@@ -74,13 +76,13 @@ def test_only_records_of_todays_fingerprint_count_and_the_rest_are_named_in_one_
         record("wide", 1, "a", 0.985),
         record("wide", 2, "b", 0.97),
         record("small", 1, "a", 0.96),
-        {"variant": "cnn", "seed": 1, "test_accuracy": 0.99},  # no fingerprint: an old record
+        record("cnn", 1, "b", 0.99),
     ]
     current = current_records(records, {"wide": "a", "small": "c", "cnn": "a"})
     assert current == records[:1]
     assert stale_line(records, current) == (
-        "3 seed-study record(s) of cnn, small, wide left out: made by other code or params than "
-        "today's (run `python -m tools.seed_study` to redo them)\n"
+        "3 seed-study record(s) of cnn, small, wide left out: made by other code, params or "
+        "libraries than today's (run `python -m tools.seed_study` to redo them)\n"
     )
     assert stale_line(current, current) == ""
     assert chart_records(current, ["small", "wide"], {"wide": 0.9836, "small": 0.965}) == [
@@ -105,10 +107,20 @@ def changed_params(dotted: str, value) -> dict:
     return params
 
 
+LIBRARIES = {"python": "3.11", "tensorflow": "2.21.0", "keras": "3.15.1", "numpy": "2.4.6"}
+
+
+def fingerprint(variant: str, params: dict, read, libraries=LIBRARIES, stages=STUDIED_STAGES):
+    return fingerprint_of(variant, params, read, libraries, stages)
+
+
 def test_the_fingerprint_changes_with_what_decides_a_result_and_nothing_else() -> None:
     params = repo_params()
     today = fingerprint("wide", params, overlay({}))
     assert today == fingerprint("wide", repo_params(), overlay({}))
+    for library in LIBRARIES:
+        other = {**LIBRARIES, library: LIBRARIES[library] + ".1"}
+        assert fingerprint("wide", params, overlay({}), other) != today
 
     def edited(path: str) -> bytes:
         return (REPO / path).read_bytes() + b"\n# edited\n"
@@ -136,6 +148,37 @@ def test_the_fingerprint_changes_with_what_decides_a_result_and_nothing_else() -
         assert fingerprint("wide", changed_params(dotted, value), overlay({})) == today
 
 
+def test_a_sweep_runs_fingerprint_covers_training_and_not_evaluation() -> None:
+    params = repo_params()
+    today = fingerprint("wide", params, overlay({}), stages=("train",))
+    assert today != fingerprint("wide", params, overlay({}))
+    evaluation = (REPO / "stages/evaluation.py").read_bytes() + b"\n# edited\n"
+    training = (REPO / "stages/training.py").read_bytes() + b"\n# edited\n"
+    edited = overlay({"stages/evaluation.py": evaluation})
+    assert fingerprint("wide", params, edited, stages=("train",)) == today
+    assert fingerprint("wide", params, edited) != fingerprint("wide", params, overlay({}))
+    edited = overlay({"stages/training.py": training})
+    assert fingerprint("wide", params, edited, stages=("train",)) != today
+
+
+def test_installed_libraries_are_the_versions_a_run_records() -> None:
+    """What the head computes without TensorFlow equals what a run records with it."""
+    environment = json.loads((REPO / "history/wide.json").read_text())["environment"]
+    recorded = recorded_libraries(environment)
+    assert set(recorded) == set(LIBRARIES)
+    script = (
+        "import json, keras, numpy, platform, tensorflow as tf; print(json.dumps({"
+        "'python': platform.python_version(), 'tensorflow': tf.__version__, "
+        "'keras': keras.__version__, 'numpy': numpy.__version__}))"
+    )
+    here = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert recorded_libraries(here) == installed_libraries()
+
+
 def test_mcnemar_counts_discordant_digits_and_gives_the_exact_p_value() -> None:
     correct_a = np.array([True] * 8 + [False] * 2 + [True] * 90)
     correct_b = np.array([False] * 8 + [True] * 2 + [True] * 90)
@@ -151,10 +194,10 @@ def test_the_noise_band_of_a_single_run_is_t_times_s_times_root_two() -> None:
     accuracies = [0.97, 0.99, 0.97, 0.99]
     assert noise_band(accuracies) == pytest.approx(3.18245 * 0.0115470 * math.sqrt(2), rel=1e-5)
     assert noise_band([0.97]) is None
-    line = noise_line({"small": accuracies, "cnn": [0.99]})
-    assert (
-        line
-        == "Noise bands of a single run's `test.accuracy`: `small` ±5.20 pp (4 seeds, t = 3.18).\n"
+    line = noise_line({"small": accuracies, "cnn": [0.99]}, "4 pooled.")
+    assert line == (
+        "Noise bands of a single run's `test.accuracy`: `small` ±5.20 pp (4 seeds, t = 3.18). "
+        "4 pooled.\n"
     )
 
 

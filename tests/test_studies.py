@@ -4,6 +4,7 @@ Each study here runs the real stages on the tiny pipeline (one or two epochs) in
 """
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from stages.files import parse_yaml
-from stages.fingerprint import fingerprint
+from stages.fingerprint import fingerprint, installed_libraries, recorded_libraries
+from stages.records import like_key
 from tests.conftest import (
     REPO,
     SEEDS,
@@ -81,7 +83,8 @@ def test_records_carry_the_fingerprint_of_what_they_ran(seed_study: Path) -> Non
     params = parse_yaml((seed_study / "params.yaml").read_text())
     for record in read_records(seed_study):
         assert record["base"] == head
-        workspace = fingerprint(record["variant"], params, lambda p: (seed_study / p).read_bytes())
+        read = lambda p: (seed_study / p).read_bytes()  # noqa: E731
+        workspace = fingerprint(record["variant"], params, read, installed_libraries())
         assert record["fingerprint"] == workspace
 
 
@@ -176,16 +179,29 @@ def test_sweep_ranks_recipes_by_validation_and_never_reads_the_test_set(
     assert "0 runs to do, 2 recorded" in run(command, cwd=project).stdout
 
 
+def locked_versions() -> dict[str, str]:
+    """The versions that requirements/pipeline.txt pins for the libraries in a fingerprint."""
+    lock = (REPO / "requirements/pipeline.txt").read_text()
+    names = {"tensorflow": "tensorflow-cpu", "keras": "keras", "numpy": "numpy"}
+    return {key: re.search(rf"^{name}==(\S+)", lock, re.M)[1] for key, name in names.items()}
+
+
 def test_params_hold_the_recipe_that_won_on_validation() -> None:
-    """The committed sweep ran every recipe over every seed on today's code and params."""
+    """The committed sweep ran every recipe over every seed on today's code, params and the
+    lock's libraries (on one thread count and instruction set, so its table pools them all)."""
     space = parse_yaml((REPO / "tools/sweep.yaml").read_text())
     records = {r["name"]: r for r in json.loads((REPO / "reports/sweep.json").read_text())}
     params = repo_params()
     for planned in planned_runs(space):
         record = records[planned.name]
-        current = fingerprint(planned.variant, planned.params(params), read_repo)
+        libraries = recorded_libraries(record["environment"])
+        assert {k: v for k, v in libraries.items() if k != "python"} == locked_versions()
+        current = fingerprint(
+            planned.variant, planned.params(params), read_repo, libraries, planned.stages
+        )
         assert record["fingerprint"] == current, planned.name
         assert "test_accuracy" not in record
+    assert len({like_key(record) for record in records.values()}) == 1
     ranked = ranking([records[planned.name] for planned in planned_runs(space)])
     for variant, rows in ranked.items():
         winner = rows[0]["overrides"]

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from stages.files import parse_yaml
+from stages.fingerprint import installed_libraries
 from tests.conftest import (
     BIN,
     REPO,
@@ -28,6 +29,8 @@ from tests.conftest import (
     subprocess_env,
     yaml_text,
 )
+from tools.cluster import RUN_FAILED, check_libraries
+from tools.experiments import Run
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
 
@@ -208,14 +211,19 @@ def test_uncommitted_changes_fail_in_one_line_before_any_run(
         (("--seeds", "1", "42"), "--seeds includes 42, the committed run's train.seed"),
         (("--variants", "nope"), "unknown variant 'nope'"),
         (("--output", "{bad}"), "bad.json is not valid JSON"),
+        (("--output", "{twice}"), "twice.json holds seed-wide-s1 more than once"),
+        (("--output", "{partial}"), "partial.json: record 1 has no `variant`"),
     ],
 )
 def test_bad_input_fails_in_one_line_before_any_run(
     tiny_project: Path, tmp_path: Path, args: tuple[str, ...], fragment: str
 ) -> None:
-    bad = tmp_path / "bad.json"
-    bad.write_text("[{")
-    arguments = [arg.replace("{bad}", str(bad)) for arg in args]
+    record = read_records(REPO)[0] | {"name": "seed-wide-s1"}
+    files = {"bad": "[{", "twice": json.dumps([record, record])}
+    files["partial"] = json.dumps([{k: v for k, v in record.items() if k != "variant"}])
+    for name, content in files.items():
+        (tmp_path / f"{name}.json").write_text(content)
+    arguments = [arg.format(**{name: tmp_path / f"{name}.json" for name in files}) for arg in args]
     result = run(seed_study_command(*arguments), cwd=tiny_project, check=False)
     assert_fails_cleanly(result, fragment)
     assert experiment_names(tiny_project) == []  # nothing ever ran in the shared fixture
@@ -240,3 +248,24 @@ def test_a_bad_sweep_space_fails_before_any_run(tiny_project: Path) -> None:
     path.write_text(yaml_text(broken))
     assert_fails_cleanly(run(command, cwd=tiny_project, check=False), "recipe name 'a..b'")
     assert experiment_names(tiny_project) == []
+
+
+def test_a_worker_with_other_libraries_than_the_head_fails_the_run_before_it_starts(
+    tiny_project: Path,
+) -> None:
+    """A worker's run with other library versions than the head's would not be like the
+    others: it fails in one line naming what differs, before it pulls or trains anything."""
+    source = {"origin": str(tiny_project), "cache": "", "libraries": installed_libraries()}
+    source["libraries"] = {**source["libraries"], "keras": "2.0.0"}
+    run_ = json.dumps({"variant": "wide", "seed": 1})
+    command = [sys.executable, "-m", "tools.cluster", run_, json.dumps(source), "--threads", "1"]
+    result = run(command, cwd=tiny_project, check=False)
+    assert result.returncode == RUN_FAILED
+    keras = installed_libraries()["keras"]
+    assert result.stderr.splitlines() == [
+        f"  seed-wide-s1 | this worker runs keras {keras} (head: 2.0.0): install the head's lock "
+        "here"
+    ]  # the log line that the head shows above its one-line error, as for any failed run
+    assert experiment_names(tiny_project) == []
+    source["libraries"] = installed_libraries()
+    check_libraries(Run("wide", 1), source["libraries"])  # the same versions pass

@@ -38,6 +38,7 @@ import dask.config
 from distributed import Client, LocalCluster, as_completed, get_worker
 
 from stages.errors import StageError, run_stage
+from stages.fingerprint import installed_libraries
 from tools.experiments import (
     LOG_LINES,
     Run,
@@ -49,6 +50,7 @@ from tools.experiments import (
     head_commit,
     run_experiment,
     run_failed,
+    show_log,
 )
 
 RETRIES = 2  # reruns of a task whose set-up failed: a Git or DVC remote that did not answer
@@ -65,6 +67,7 @@ class Source:
 
     origin: str  # a Git URL, or the head's own folder on one machine
     cache: str = ""  # on one machine, the head's DVC cache, which the clones share
+    libraries: dict[str, str] = dataclasses.field(default_factory=installed_libraries)
 
 
 def clone_task() -> Callable[[dict[str, str], str, dict[str, Any], int], dict[str, Any]]:
@@ -348,9 +351,23 @@ def push(name: str, source: Source) -> tuple[int, str]:
     return tries, error
 
 
+def check_libraries(run: Run, head: dict[str, str]) -> None:
+    """A run whose worker has other library versions than the head fails before it starts:
+    its record would not be like the others (nor current, by its fingerprint)."""
+    here = installed_libraries()
+    if here != head:
+        differ = ", ".join(
+            f"{key} {here.get(key)} (head: {value})" for key, value in head.items()
+            if here.get(key) != value
+        )  # fmt: skip
+        show_log(run.name, [f"this worker runs {differ}: install the head's lock here"])
+        raise run_failed(run.name)
+
+
 def run_here(run: Run, source: Source, threads: int) -> dict[str, Any]:
     """In a worker's clone: get what the run needs, run it, send its experiment back; its
     record, the seconds that each step took and, if the push failed, why."""
+    check_libraries(run, source.libraries)
     seconds: dict[str, float] = {}
     with timed(seconds, "pull"):
         if source.cache:

@@ -5,9 +5,9 @@ experiment of the current commit, with targets that rerun only that variant's st
 
     dvc exp run -n seed-cnn-s3 -S train.seed=3 -S train.threads=1 evaluate@cnn
 
-Its record is read back from the experiment's Git commit, with the fingerprint of the code and
-params it ran (stages/fingerprint.py). A study writes each record as its run finishes, so
-nothing finished is lost, and a rerun does only the runs that are missing or stale.
+Its record is read back from the experiment's Git commit, with the fingerprint of the code,
+params and libraries it ran (stages/fingerprint.py). A study writes each record as its run
+finishes, so nothing finished is lost, and a rerun does only the runs that are missing or stale.
 """
 
 import copy
@@ -20,7 +20,7 @@ from typing import Any
 
 from stages.errors import StageError
 from stages.files import parse_yaml
-from stages.fingerprint import Reader, fingerprint
+from stages.fingerprint import STUDIED_STAGES, Reader, fingerprint, recorded_libraries
 from stages.paths import metrics_file, training_file
 
 LOG_LINES = 12  # of a failed run's log, shown with its error
@@ -46,6 +46,11 @@ class Run:
     def evaluates(self) -> bool:
         """A seed-study run reads the test set; a sweep run never does."""
         return not self.recipe
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The stages that the run runs, which its fingerprint covers."""
+        return STUDIED_STAGES if self.evaluates else ("train",)
 
     def settings(self, threads: int) -> dict[str, Any]:
         """The params that this run sets, as dotted keys."""
@@ -159,7 +164,9 @@ def read_record(run: Run, base: str) -> dict[str, Any] | None:
         **record,
         "threads": training["environment"]["threads"],
         "train_seconds": training["timing"]["seconds"],
-        "fingerprint": fingerprint(run.variant, params, read),
+        "fingerprint": fingerprint(
+            run.variant, params, read, recorded_libraries(training["environment"]), run.stages
+        ),
         "base": base,
         "experiment": commit,
         "environment": training["environment"],

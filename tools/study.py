@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from stages.errors import StageError
 from stages.files import parse_yaml, write_json
-from stages.fingerprint import fingerprint, read_workspace
+from stages.fingerprint import fingerprint, installed_libraries, read_workspace
 from stages.paths import MANIFEST_FILE, SPLITS, split_file, training_file
-from stages.report import read_seed_records
+from stages.records import SEED_FIELDS, SWEEP_FIELDS, read_records
 from tools.cluster import (
     CLOSE_SECONDS,
     SchedulerLost,
@@ -49,21 +49,6 @@ def check_split() -> None:
 def check_jobs(jobs: int) -> None:
     if jobs < 1:
         raise StageError(f"--jobs {jobs} is not allowed: expected 1 or more", "pass --jobs 2")
-
-
-def read_records(path: Path, hint: str) -> list[dict[str, Any]]:
-    """A study's records file: a JSON list, or none yet."""
-    if not path.exists():
-        return []
-    records = read_seed_records(path, hint)
-    if not all(isinstance(record, dict) for record in records):
-        raise StageError(f"{path} does not hold a list of records", hint)
-    if not all({"name", "fingerprint"} <= set(record) for record in records):
-        raise StageError(
-            f"{path} holds records without a name or fingerprint (older than DVC experiments)",
-            f"move it away and {hint}",
-        )
-    return records
 
 
 def expected_seconds(run: Run) -> float:
@@ -152,9 +137,14 @@ def study(
     order: Callable[[dict[str, Any]], Any],
     scheduler: str | None,
 ) -> list[dict[str, Any]]:
-    records = {record["name"]: record for record in read_records(output, hint)}
+    fields = SEED_FIELDS if runs[0].evaluates else SWEEP_FIELDS
+    records = {record["name"]: record for record in read_records(output, hint, fields)}
     params = parse_yaml(Path("params.yaml").read_text())
-    current = {r.name: fingerprint(r.variant, r.params(params), read_workspace) for r in runs}
+    libraries = installed_libraries()
+    current = {
+        r.name: fingerprint(r.variant, r.params(params), read_workspace, libraries, r.stages)
+        for r in runs
+    }
     source: Source = remote_source(output) if scheduler else local_source(output)
     base = head_commit()
 

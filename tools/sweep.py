@@ -19,6 +19,7 @@ from typing import Any
 from stages.errors import StageError, run_stage
 from stages.files import parse_yaml
 from stages.params import load_params, parse_params
+from stages.records import like_group
 from stages.report import mean_std, update_readme
 from tools.cluster import scheduler_address
 from tools.experiments import Run
@@ -125,7 +126,8 @@ def main() -> None:
         lambda r: order.index(r["name"]) if r["name"] in order else len(order),
         scheduler_address(args.scheduler),
     )
-    table = sweep_table(ranking([record for record in records if record["name"] in order]))
+    pooled, line = like_group([record for record in records if record["name"] in order])
+    table = sweep_table(ranking(pooled)) + f"\n{line}\n"
     if args.readme:
         update_readme(args.readme, table, block="sweep")
     print(table)

@@ -1,0 +1,125 @@
+"""A study's records file: each run once, every field there with its type, and only like runs
+pooled into one statistic."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stages.errors import StageError
+from stages.records import SEED_FIELDS, SWEEP_FIELDS, like_group, read_records
+
+HINT = "run the study"
+AVX2 = ["sse4_2", "avx", "avx2", "fma"]
+AVX512 = [*AVX2, "avx512f"]
+
+
+def record(name: str = "seed-wide-s1", threads: int = 1, flags: list[str] = AVX2) -> dict:
+    return {
+        "name": name,
+        "variant": "wide",
+        "seed": 1,
+        "fingerprint": "0123456789abcdef",
+        "val_accuracy": 0.98,
+        "test_accuracy": 0.981,
+        "threads": threads,
+        "environment": {"cpu": "a CPU", "cpu_flags": flags},
+    }
+
+
+def written(tmp_path: Path, records: object) -> Path:
+    path = tmp_path / "seeds.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+def test_a_well_formed_file_is_read_and_no_file_is_no_records(tmp_path: Path) -> None:
+    records = [record("seed-wide-s1"), record("seed-wide-s2")]
+    assert read_records(written(tmp_path, records), HINT, SEED_FIELDS) == records
+    assert read_records(tmp_path / "none.json", HINT, SEED_FIELDS) == []
+
+
+def test_a_run_recorded_twice_is_a_one_line_error(tmp_path: Path) -> None:
+    path = written(tmp_path, [record("seed-wide-s1"), record("seed-wide-s2"), record()])
+    with pytest.raises(StageError, match=r"seeds\.json holds seed-wide-s1 more than once"):
+        read_records(path, HINT, SEED_FIELDS)
+
+
+@pytest.mark.parametrize("field", sorted(SEED_FIELDS))
+def test_a_record_without_a_field_names_the_file_the_record_and_the_field(
+    tmp_path: Path, field: str
+) -> None:
+    broken = record("seed-wide-s2")
+    del broken[field]
+    path = written(tmp_path, [record(), broken])
+    with pytest.raises(StageError, match=rf"seeds\.json: record 2 has no `{field}`"):
+        read_records(path, HINT, SEED_FIELDS)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [
+        ("seed", "1", "an integer"),
+        ("seed", True, "an integer"),  # JSON true is not a seed
+        ("seed", 1.0, "an integer"),
+        ("test_accuracy", "0.98", "a number"),
+        ("test_accuracy", None, "a number"),
+        ("environment", [], "an object"),
+        ("name", 1, "a string"),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_refused(
+    tmp_path: Path, field: str, value: object, allowed: str
+) -> None:
+    path = written(tmp_path, [record() | {field: value}])
+    with pytest.raises(StageError, match=rf"record 1: `{field}` = .* expected {allowed}"):
+        read_records(path, HINT, SEED_FIELDS)
+
+
+def test_numbers_may_be_whole_and_a_sweep_record_needs_no_test_accuracy(tmp_path: Path) -> None:
+    whole = record() | {"test_accuracy": 1, "val_accuracy": 0}
+    assert read_records(written(tmp_path, [whole]), HINT, SEED_FIELDS) == [whole]
+    sweep = record("sweep-wide-adam-s1") | {"recipe": "adam", "overrides": {}}
+    del sweep["test_accuracy"]
+    assert read_records(written(tmp_path, [sweep]), HINT, SWEEP_FIELDS) == [sweep]
+    with pytest.raises(StageError, match="has no `test_accuracy`"):
+        read_records(written(tmp_path, [sweep]), HINT, SEED_FIELDS)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("[{", "is not valid JSON"), ("{}", "does not hold a list"), ("[1]", "record 1 is int")],
+)
+def test_a_file_that_is_not_a_list_of_records_is_refused(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "seeds.json"
+    path.write_text(content)
+    with pytest.raises(StageError, match=message):
+        read_records(path, HINT, SEED_FIELDS)
+
+
+def test_only_the_largest_group_of_like_runs_is_pooled_and_the_rest_are_named() -> None:
+    one = [record(f"a{i}", threads=1) for i in range(3)]
+    two = [record(f"b{i}", threads=2) for i in range(2)]
+    other_cpu = [record("c0", threads=1, flags=AVX512)]
+    pooled, line = like_group(two + one + other_cpu)
+    assert pooled == one
+    assert line == (
+        "3 current records pooled, all trained at 1 thread on sse4_2 avx avx2 fma; 3 left out "
+        "as unlike (2 other group(s) of thread count and instruction set; the largest group is "
+        "used)."
+    )
+    pooled, line = like_group(one)
+    assert pooled == one and "left out" not in line
+    assert like_group(two)[1].startswith("2 current records pooled, all trained at 2 threads on")
+    assert like_group([]) == ([], "")
+
+
+def test_a_tie_between_groups_pools_the_fewer_threads() -> None:
+    """Two groups of one size: the runs at fewer threads, whichever comes first."""
+    one, two = [record("a", threads=1)], [record("b", threads=2)]
+    assert like_group(two + one)[0] == one
+    assert like_group(one + two)[0] == one
+    larger_two = [*two, record("c", threads=2)]
+    assert like_group(one + larger_two)[0] == larger_two  # one run more wins over fewer threads
