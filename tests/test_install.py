@@ -39,6 +39,9 @@ def test_a_lock_installs_exactly_with_its_hashes(tmp_path: Path) -> None:
     listed = run([python, "-m", "pip", "list", "--format=json"], cwd=tmp_path).stdout
     installed = {package["name"] for package in json.loads(listed)}
     assert installed - {"pip", "setuptools"} == {"six", "uv"}  # venv's own seeds stay
+    tag = sys.implementation.cache_tag
+    [site] = (tmp_path / ".venv/lib").glob("python3.*/site-packages")
+    assert (site / f"__pycache__/six.{tag}.pyc").is_file()  # compiled once, at install
 
 
 def test_a_file_that_does_not_match_its_hash_fails_in_one_line(tmp_path: Path) -> None:
