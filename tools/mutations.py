@@ -211,7 +211,7 @@ MUTATIONS = (
     Mutation(
         "stale seed records counted",
         "stages/report.py",
-        'if r.get("fingerprint") == fingerprints.get(r["variant"], "-")]',
+        'if r["fingerprint"] == fingerprints.get(r["variant"], "-")]',
         'if r["variant"] in fingerprints]',
         ("tests/test_report.py",),
     ),
@@ -221,6 +221,27 @@ MUTATIONS = (
         '"files": {path: sha256_bytes(read(path)) for path in fingerprinted_files(definitions)},',
         '"files": {},',
         ("tests/test_report.py",),
+    ),
+    Mutation(
+        "the fingerprint blind to the libraries",
+        "stages/fingerprint.py",
+        '"libraries": libraries,',
+        '"libraries": {},',
+        ("tests/test_report.py",),
+    ),
+    Mutation(
+        "unlike records pooled",
+        "stages/records.py",
+        'return record["threads"], tuple(record["environment"].get("cpu_flags", ()))',
+        "return 0, ()",
+        ("tests/test_records.py",),
+    ),
+    Mutation(
+        "a run recorded twice counted twice",
+        "stages/records.py",
+        "    if repeated:\n        raise StageError(\n            f\"{path} holds",
+        "    if False:\n        raise StageError(\n            f\"{path} holds",
+        ("tests/test_records.py",),
     ),
     Mutation(
         "a sweep run evaluates on the test set",
