@@ -239,8 +239,8 @@ MUTATIONS = (
     Mutation(
         "a run recorded twice counted twice",
         "stages/records.py",
-        "    if repeated:\n        raise StageError(\n            f\"{path} holds",
-        "    if False:\n        raise StageError(\n            f\"{path} holds",
+        '    if repeated:\n        raise StageError(\n            f"{path} holds',
+        '    if False:\n        raise StageError(\n            f"{path} holds',
         ("tests/test_records.py",),
     ),
     Mutation(
