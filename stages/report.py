@@ -3,9 +3,10 @@
 The summary holds the committed run beside the seed study (reports/seeds.json, written by
 `python -m tools.seed_study`; only the records whose fingerprint matches today's code, params
 and libraries count, and of those only the largest group of like runs, one thread count and
-one instruction set; reports/seeds_current.json hands them to the seeds chart), McNemar's exact
-test between each pair of variants on the test predictions, and the machine that trained each
-variant. `python -m stages.report --readme README.md` also copies the tables into the README.
+one instruction set; reports/seeds_current.json hands them to the seeds chart); against 2016,
+each variant's prediction interval and one-sided t-test; McNemar's exact test and Welch's test
+between each pair of variants, each p with its Holm adjustment; and the machine that trained
+each variant. `python -m stages.report --readme README.md` also copies the tables into the README.
 """
 
 import argparse
@@ -15,11 +16,12 @@ import itertools
 import math
 import re
 import statistics
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest, t, ttest_ind
+from scipy.stats import binomtest, t, ttest_1samp, ttest_ind
 
 from stages.errors import StageError, run_stage
 from stages.files import parse_yaml, read_json, write_json, write_text
@@ -179,34 +181,104 @@ def noise_line(seeds: dict[str, list[float]], pooled: str) -> str:
     return f"Noise bands of a single run's `test.accuracy`: {', '.join(bands)}. {pooled}\n"
 
 
-def welch(a: list[float], b: list[float]) -> tuple[str, str]:
+def welch(a: list[float], b: list[float]) -> tuple[str, float | None]:
     """Welch's t-test of two seed means: the difference with its 95 % interval, and p."""
     if len(a) < 2 or len(b) < 2:
-        return "–", "–"
+        return "–", None
     result = ttest_ind(a, b, equal_var=False)
     interval = result.confidence_interval(0.95)
     delta = statistics.mean(a) - statistics.mean(b)
     return (
         f"{100 * delta:+.2f} pp [{100 * interval.low:+.2f}, {100 * interval.high:+.2f}]",
-        f"{result.pvalue:.2g}",
+        float(result.pvalue),
     )
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm–Bonferroni adjusted p-values of one family of tests, in the order given (a None,
+    a test that could not run, is left out of the family)."""
+    ranked = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p_value, index) in enumerate(ranked):
+        running = max(running, min(1.0, (len(ranked) - rank) * p_value))
+        adjusted[index] = running
+    return adjusted
+
+
+def p_text(p_value: float | None) -> str:
+    return "–" if p_value is None else f"{p_value:.2g}"
 
 
 def significance_table(correct: dict[str, np.ndarray], seeds: dict[str, list[float]]) -> str:
     """Each pair of variants: McNemar on the committed run's test predictions, Welch on the
-    seed study's means."""
+    seed study's means; each test's p with its Holm adjustment over the table's pairs."""
+    pairs = list(itertools.combinations(correct, 2))
+    tests = [mcnemar(correct[a], correct[b]) for a, b in pairs]
+    welches = [welch(seeds[a], seeds[b]) for a, b in pairs]
+    mcnemar_holm = holm([p_value for _, _, p_value in tests])
+    welch_holm = holm([p_value for _, p_value in welches])
     lines = [
-        "| A vs B | Only A right | Only B right | McNemar p | Δ test accuracy "
-        "| Δ seed mean [95 % CI] | Welch p |",
+        "| A vs B | Only A right | Only B right | McNemar p (Holm) | Δ test accuracy "
+        "| Δ seed mean [95 % CI] | Welch p (Holm) |",
         "|---|--:|--:|--:|--:|--:|--:|",
     ]
-    for a, b in itertools.combinations(correct, 2):
-        only_a, only_b, p_value = mcnemar(correct[a], correct[b])
+    for index, (a, b) in enumerate(pairs):
+        only_a, only_b, p_value = tests[index]
         delta = (only_a - only_b) / correct[a].size
-        difference, welch_p = welch(seeds[a], seeds[b])
+        difference, welch_p = welches[index]
+        welch_cell = p_text(welch_p)
+        if welch_p is not None:
+            welch_cell += f" ({p_text(welch_holm[index])})"
         lines.append(
-            f"| {a} vs {b} | {only_a} | {only_b} | {p_value:.2g} | {100 * delta:+.2f} pp "
-            f"| {difference} | {welch_p} |"
+            f"| {a} vs {b} | {only_a} | {only_b} | {p_text(p_value)} "
+            f"({p_text(mcnemar_holm[index])}) | {100 * delta:+.2f} pp | {difference} "
+            f"| {welch_cell} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def least_favourable(reference: float) -> float:
+    """The highest value that rounds to the 2016 figure as given: 0.965 (96.5 %) may be up to
+    0.9655, 0.9804 up to 0.98045."""
+    decimals = -Decimal(repr(reference)).as_tuple().exponent
+    return reference + 0.5 * 10.0**-decimals
+
+
+def prediction_interval(accuracies: list[float]) -> tuple[float, float]:
+    """Where one new run's accuracy falls at 95 %: mean ± t(n−1)·s·√(1 + 1/n)."""
+    n = len(accuracies)
+    mean, std = mean_std(accuracies)
+    half = float(t.ppf(0.975, n - 1)) * std * math.sqrt(1 + 1 / n)
+    return mean - half, mean + half
+
+
+def against_2016_table(seeds: dict[str, list[float]], references: dict[str, float]) -> str:
+    """Each 2016 variant's seeds against its figure at the least favourable end of its rounding:
+    the prediction interval for one new run, and a one-sided t-test of the mean (Holm over the
+    variants). `beats` only where the whole interval lies above the figure."""
+    studied = {v: seeds[v] for v in references if len(seeds.get(v, [])) >= 2}
+    if not studied:
+        return "No seed study is current: `python -m tools.seed_study` gives these tests.\n"
+    bars = {v: least_favourable(references[v]) for v in studied}
+    p_values = [
+        float(ttest_1samp(values, bars[v], alternative="greater").pvalue)
+        for v, values in studied.items()
+    ]
+    adjusted = holm(p_values)
+    lines = [
+        "| Variant | Seeds | Seed mean ± std | 95 % prediction interval, one new run "
+        "| 2016, least favourable | t-test p, mean above (Holm) | Verdict |",
+        "|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for (variant, values), p_value, holm_p in zip(studied.items(), p_values, adjusted, strict=True):
+        low, high = prediction_interval(values)
+        mean, std = mean_std(values)
+        verdict = "beats 2016" if low > bars[variant] else "matches 2016"
+        lines.append(
+            f"| {variant} | {len(values)} | {100 * mean:.2f} ± {100 * std:.2f} % "
+            f"| {100 * low:.2f} – {100 * high:.2f} % | {100 * bars[variant]:.3f} % "
+            f"| {p_text(p_value)} ({p_text(holm_p)}) | {verdict} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -288,13 +360,15 @@ def main() -> None:
     tables = {
         "results": summary_table(metrics, training, seeds, params.report.reference_accuracy),
         "noise": noise_line(seeds, pooled),
+        "against2016": against_2016_table(seeds, params.report.reference_accuracy),
         "significance": significance_table(correct, seeds),
         "environment": environment_table(training),
     }
     stale = stale_line(records, fresh)
     write_text(
         SUMMARY_FILE,
-        "# Results\n\n{results}\n{stale}## Is a difference real?\n\n{noise}\n{significance}\n"
+        "# Results\n\n{results}\n{stale}## Against 2016\n\n{against2016}\n"
+        "## Is a difference real?\n\n{noise}\n{significance}\n"
         "## Environment\n\n{environment}".format(**tables, stale=stale and stale + "\n"),
     )
     references = params.report.reference_accuracy

@@ -3,6 +3,7 @@
 import json
 import math
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +16,16 @@ from stages.errors import StageError
 from stages.fingerprint import STUDIED_STAGES, installed_libraries, recorded_libraries
 from stages.fingerprint import fingerprint as fingerprint_of
 from stages.report import (
+    against_2016_table,
     chart_records,
     current_records,
     history_csv,
+    holm,
+    least_favourable,
     mcnemar,
     noise_band,
     noise_line,
+    prediction_interval,
     stale_line,
     summary_table,
     update_readme,
@@ -209,10 +214,46 @@ def test_welch_gives_the_difference_of_seed_means_its_interval_and_p() -> None:
     df = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 3)  # Welch–Satterthwaite: 4.41
     half = t.ppf(0.975, df) * se
     p_value = 2 * t.sf(0.01 / se, df)
-    difference, p_text = welch(a, b)
+    difference, p_welch = welch(a, b)
     assert difference == f"+1.00 pp [{100 * (0.01 - half):+.2f}, {100 * (0.01 + half):+.2f}]"
-    assert p_text == f"{p_value:.2g}"
-    assert welch(a, [0.97]) == ("–", "–")
+    assert p_welch == pytest.approx(p_value)
+    assert welch(a, [0.97]) == ("–", None)
+
+
+def test_holm_multiplies_the_kth_smallest_p_by_m_minus_k_and_keeps_the_order() -> None:
+    # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> running max.
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.6]) == [1.0, 1.0]  # 2 x 0.5 is exactly 1; 0.6 keeps the running max
+    assert holm([0.49, 0.6]) == pytest.approx([0.98, 0.98])  # just under the clip
+    assert holm([0.01, None, 0.02]) == pytest.approx([0.02, None, 0.02])  # None: no test
+    assert holm([]) == []
+
+
+def test_the_prediction_interval_and_the_one_sided_test_match_their_definitions() -> None:
+    values = [0.9655, 0.9661, 0.9683, 0.9670, 0.9649]
+    n, mean, std = len(values), statistics.mean(values), statistics.stdev(values)
+    low, high = prediction_interval(values)
+    expected = t.interval(0.95, n - 1, loc=mean, scale=std * math.sqrt(1 + 1 / n))
+    assert (low, high) == pytest.approx(expected, rel=1e-12)
+    assert least_favourable(0.965) == pytest.approx(0.9655)  # 96.5 % as given: up to 96.55
+    assert least_favourable(0.9804) == pytest.approx(0.98045)
+    assert least_favourable(0.9836) == pytest.approx(0.98365)
+    row = against_2016_table({"small": values}, {"small": 0.965}).splitlines()[2]
+    statistic = (mean - 0.9655) / (std / math.sqrt(n))
+    p_value = t.sf(statistic, n - 1)  # one-sided: the mean above the figure
+    assert f"| {p_value:.2g} ({p_value:.2g}) |" in row  # one test: Holm leaves it
+    assert f"| {100 * low:.2f} – {100 * high:.2f} % | 96.550 % |" in row
+
+
+def test_beats_only_where_the_whole_prediction_interval_clears_the_figure() -> None:
+    values = [0.9855, 0.9851, 0.9856, 0.9853, 0.9854]
+    low, _ = prediction_interval(values)
+    below = math.floor((low - 0.0001) * 1e4) / 1e4  # rounds up to just under `low`
+    above = math.ceil(low * 1e4) / 1e4  # its least favourable end is just over `low`
+    assert least_favourable(below) < low < least_favourable(above)
+    assert against_2016_table({"v": values}, {"v": below}).endswith("| beats 2016 |\n")
+    assert against_2016_table({"v": values}, {"v": above}).endswith("| matches 2016 |\n")
+    assert against_2016_table({"v": values[:1]}, {"v": below}).startswith("No seed study")
 
 
 def test_history_csv_has_one_row_per_variant_and_epoch() -> None:

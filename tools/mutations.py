@@ -223,6 +223,20 @@ MUTATIONS = (
         ("tests/test_report.py",),
     ),
     Mutation(
+        "p-values left unadjusted",
+        "stages/report.py",
+        "running = max(running, min(1.0, (len(ranked) - rank) * p_value))",
+        "running = p_value",
+        ("tests/test_report.py",),
+    ),
+    Mutation(
+        "beats 2016 on the mean alone",
+        "stages/report.py",
+        'verdict = "beats 2016" if low > bars[variant] else "matches 2016"',
+        'verdict = "beats 2016" if mean > bars[variant] else "matches 2016"',
+        ("tests/test_report.py",),
+    ),
+    Mutation(
         "the fingerprint blind to the libraries",
         "stages/fingerprint.py",
         '"libraries": libraries,',
