@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from scipy.stats import ttest_ind
 
 from stages.files import parse_yaml
 from stages.fingerprint import fingerprint, installed_libraries, recorded_libraries
-from stages.records import like_key
+from stages.records import like_group, like_key
+from stages.report import holm, readme_block
 from tests.conftest import (
     REPO,
     SEEDS,
@@ -29,7 +31,7 @@ from tests.conftest import (
     yaml_text,
 )
 from tools.experiments import Run, threads_per_run
-from tools.sweep import planned_runs, ranking
+from tools.sweep import comparison_table, planned_runs, ranking, sweep_table
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
 
@@ -215,3 +217,36 @@ def read_repo(path: str) -> bytes:
 def test_run_names_say_what_they_are() -> None:
     assert Run("cnn", 3).name == "seed-cnn-s3"
     assert Run("wide", 1, "adam-cosine", {"optimizer": "adam"}).name == "sweep-wide-adam-cosine-s1"
+
+
+def test_tuning_md_holds_the_tables_of_the_committed_sweep() -> None:
+    """docs/tuning.md's ranking and tests are what tools.sweep makes of reports/sweep.json."""
+    records = json.loads((REPO / "reports/sweep.json").read_text())
+    pooled, line = like_group(records)
+    ranked = ranking(pooled)
+    doc = (REPO / "docs/tuning.md").read_text()
+    assert readme_block("sweep").search(doc)[2] == sweep_table(ranked) + f"\n{line}\n"
+    assert readme_block("sweep-tests").search(doc)[2] == comparison_table(pooled, ranked)
+
+
+def test_each_winner_is_tested_against_every_other_recipe_with_holm_over_the_sweep() -> None:
+    def record(variant: str, recipe: str, accuracy: float) -> dict:
+        return {"variant": variant, "recipe": recipe, "overrides": {}, "val_accuracy": accuracy}
+
+    records = [record("wide", "a", x) for x in (0.990, 0.991, 0.992)]
+    records += [record("wide", "b", x) for x in (0.980, 0.982, 0.981)]
+    records += [record("wide", "c", x) for x in (0.989, 0.991, 0.990)]
+    records += [record("small", "d", x) for x in (0.970, 0.972, 0.971)]
+    records += [record("small", "e", x) for x in (0.960, 0.965, 0.961)]
+    rows = comparison_table(records, ranking(records)).splitlines()[2:]
+    assert [row.split(" | ")[1] for row in rows] == ["a vs c", "a vs b", "d vs e"]  # by rank
+    raw = [
+        ttest_ind(*pair, equal_var=False).pvalue
+        for pair in [
+            ((0.990, 0.991, 0.992), (0.989, 0.991, 0.990)),
+            ((0.990, 0.991, 0.992), (0.980, 0.982, 0.981)),
+            ((0.970, 0.972, 0.971), (0.960, 0.965, 0.961)),
+        ]
+    ]
+    for row, p_value, adjusted in zip(rows, raw, holm(raw), strict=True):
+        assert row.endswith(f"| {p_value:.2g} | {adjusted:.2g} |")

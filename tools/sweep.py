@@ -20,7 +20,7 @@ from stages.errors import StageError, run_stage
 from stages.files import parse_yaml
 from stages.params import load_params, parse_params
 from stages.records import like_group
-from stages.report import mean_std, update_readme
+from stages.report import holm, mean_std, p_text, update_readme, welch
 from tools.cluster import scheduler_address
 from tools.experiments import Run
 from tools.study import run_study
@@ -101,6 +101,35 @@ def sweep_table(ranked: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def comparison_table(records: list[dict[str, Any]], ranked: dict[str, list[dict]]) -> str:
+    """Each variant's winner against each other recipe of it: Welch's test of the validation
+    means, with the Holm adjustment over every comparison of the sweep (one family)."""
+    accuracies: dict[tuple[str, str], list[float]] = {}
+    for record in records:
+        accuracies.setdefault((record["variant"], record["recipe"]), []).append(
+            record["val_accuracy"]
+        )
+    pairs = [
+        (variant, rows[0]["recipe"], row["recipe"])
+        for variant, rows in ranked.items()
+        for row in rows[1:]
+    ]
+    tests = [welch(accuracies[(v, a)], accuracies[(v, b)]) for v, a, b in pairs]
+    adjusted = holm([p_value for _, p_value in tests])
+    lines = [
+        "| Variant | Winner vs recipe | Δ validation mean [95 % CI] | Welch p | Holm p |",
+        "|---|---|--:|--:|--:|",
+    ]
+    for (variant, winner, other), (difference, p_value), holm_p in zip(
+        pairs, tests, adjusted, strict=True
+    ):
+        lines.append(
+            f"| {variant} | {winner} vs {other} | {difference} | {p_text(p_value)} "
+            f"| {p_text(holm_p)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
@@ -127,10 +156,13 @@ def main() -> None:
         scheduler_address(args.scheduler),
     )
     pooled, line = like_group([record for record in records if record["name"] in order])
-    table = sweep_table(ranking(pooled)) + f"\n{line}\n"
+    ranked = ranking(pooled)
+    table = sweep_table(ranked) + f"\n{line}\n"
+    comparisons = comparison_table(pooled, ranked)
     if args.readme:
         update_readme(args.readme, table, block="sweep")
-    print(table)
+        update_readme(args.readme, comparisons, block="sweep-tests")
+    print(table + "\n" + comparisons)
 
 
 if __name__ == "__main__":
