@@ -4,9 +4,10 @@ It covers what DVC would rerun the run's stages for (`train@<variant>`, and for 
 run `evaluate@<variant>`), except what a study sets per run on purpose and records beside the
 fingerprint (the seed and the thread count): their definitions in dvc.yaml, the `stages/` code
 they depend on, the split's manifest (the hashes of the split files) and their other params;
-and the versions of Python (its minor), TensorFlow, Keras and NumPy that ran them. A seed-study
-or sweep record whose fingerprint differs from today's was made by other code, params or
-libraries: it is stale.
+and the versions of TensorFlow, Keras and NumPy that ran them. A seed-study or sweep record
+whose fingerprint differs from today's was made by other code, params or libraries: it is
+stale. The Python minor, like the thread count and the CPU, makes runs unlike rather than
+stale: statistics pool one group of them (stages/records.py).
 """
 
 import json
@@ -20,6 +21,7 @@ from stages.paths import MANIFEST_FILE
 
 STUDIED_STAGES = ("train", "evaluate")  # a seed-study run's; a sweep run's is train alone
 PER_RUN_KEYS = ("train.seed", "train.threads")  # set by a study per run, and recorded
+FINGERPRINTED_LIBRARIES = ("tensorflow", "keras", "numpy")  # the lock pins them for every Python
 
 Reader = Callable[[str], bytes]  # a path relative to the project root -> the file's bytes
 
@@ -53,7 +55,7 @@ def fingerprint(
     stages: tuple[str, ...] = STUDIED_STAGES,
 ) -> str:
     """The hash of the variant's stage definitions, source files and params but PER_RUN_KEYS,
-    and of the `libraries` that ran them.
+    and of the FINGERPRINTED_LIBRARIES' versions in `libraries`.
 
     `params` is params.yaml as parsed (with any overrides applied); `read` reads dvc.yaml and
     the source files from the workspace or from a Git commit; `libraries` is
@@ -65,7 +67,7 @@ def fingerprint(
         "stages": definitions,
         "files": {path: sha256_bytes(read(path)) for path in fingerprinted_files(definitions)},
         "params": {key: param_value(params, key) for key in sorted(keys)},
-        "libraries": libraries,
+        "libraries": {name: libraries[name] for name in FINGERPRINTED_LIBRARIES},
     }
     return sha256_bytes(json.dumps(content, sort_keys=True).encode())[:16]
 

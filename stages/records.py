@@ -2,8 +2,9 @@
 
 Each record is one run (tools/experiments.py writes it). A file holds each run once, and every
 record the fields that the statistics read; anything else is a one-line error naming the file
-and the field. Runs are pooled only like with like: one thread count and one CPU instruction
-set (the library versions are in the fingerprint, so current records share them).
+and the field. Runs are pooled only like with like: one thread count, one CPU instruction set
+and one Python minor (TensorFlow, Keras and NumPy are in the fingerprint, so current records
+share them).
 """
 
 import json
@@ -72,30 +73,33 @@ def check_unique(names: list[str], path: Path, hint: str) -> None:
         )
 
 
-def like_key(record: dict[str, Any]) -> tuple[int, tuple[str, ...]]:
-    """What must be equal for two runs to be pooled: the thread count and the instruction set."""
-    return record["threads"], tuple(record["environment"].get("cpu_flags", ()))
+def like_key(record: dict[str, Any]) -> tuple[int, tuple[str, ...], str]:
+    """What must be equal for two runs to be pooled: the thread count, the instruction set and
+    the Python minor."""
+    environment = record["environment"]
+    python = ".".join(str(environment.get("python", "?")).split(".")[:2])
+    return record["threads"], tuple(environment.get("cpu_flags", ())), python
 
 
 def like_group(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
     """The largest group of like records (fewer threads first on a tie) and a line saying which
     it is and what it leaves out; the line is empty when there are no records."""
-    groups: dict[tuple[int, tuple[str, ...]], list[dict[str, Any]]] = {}
+    groups: dict[tuple[int, tuple[str, ...], str], list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault(like_key(record), []).append(record)
     if not groups:
         return [], ""
-    key = max(groups, key=lambda k: (len(groups[k]), -k[0], k[1]))
-    threads, flags = key
+    key = max(groups, key=lambda k: (len(groups[k]), -k[0], k[1], k[2]))
+    threads, flags, python = key
     line = (
         f"{len(groups[key])} current records pooled, all trained at {threads} "
         f"thread{'' if threads == 1 else 's'} on "
-        f"{' '.join(flags) or 'unknown instruction sets'}"
+        f"{' '.join(flags) or 'unknown instruction sets'} with Python {python}"
     )
     left_out = len(records) - len(groups[key])
     if left_out:
         line += (
-            f"; {left_out} left out as unlike ({len(groups) - 1} other group(s) of thread count "
-            "and instruction set; the largest group is used)"
+            f"; {left_out} left out as unlike ({len(groups) - 1} other group(s) of thread count, "
+            "instruction set and Python; the largest group is used)"
         )
     return groups[key], line + "."

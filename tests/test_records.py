@@ -14,7 +14,9 @@ AVX2 = ["sse4_2", "avx", "avx2", "fma"]
 AVX512 = [*AVX2, "avx512f"]
 
 
-def record(name: str = "seed-wide-s1", threads: int = 1, flags: list[str] = AVX2) -> dict:
+def record(
+    name: str = "seed-wide-s1", threads: int = 1, flags: list[str] = AVX2, python: str = "3.11.7"
+) -> dict:
     return {
         "name": name,
         "variant": "wide",
@@ -23,7 +25,7 @@ def record(name: str = "seed-wide-s1", threads: int = 1, flags: list[str] = AVX2
         "val_accuracy": 0.98,
         "test_accuracy": 0.981,
         "threads": threads,
-        "environment": {"cpu": "a CPU", "cpu_flags": flags},
+        "environment": {"cpu": "a CPU", "cpu_flags": flags, "python": python},
     }
 
 
@@ -103,13 +105,16 @@ def test_only_the_largest_group_of_like_runs_is_pooled_and_the_rest_are_named() 
     one = [record(f"a{i}", threads=1) for i in range(3)]
     two = [record(f"b{i}", threads=2) for i in range(2)]
     other_cpu = [record("c0", threads=1, flags=AVX512)]
-    pooled, line = like_group(two + one + other_cpu)
+    other_python = [record("d0", threads=1, python="3.12.1"), record("d1", python="3.12.1")]
+    pooled, line = like_group(two + one + other_cpu + other_python)
     assert pooled == one
     assert line == (
-        "3 current records pooled, all trained at 1 thread on sse4_2 avx avx2 fma; 3 left out "
-        "as unlike (2 other group(s) of thread count and instruction set; the largest group is "
-        "used)."
+        "3 current records pooled, all trained at 1 thread on sse4_2 avx avx2 fma with Python "
+        "3.11; 5 left out as unlike (3 other group(s) of thread count, instruction set and "
+        "Python; the largest group is used)."
     )
+    patch_release = [record(f"e{i}", python="3.11.9") for i in range(3)]
+    assert like_group(one + patch_release)[0] == one + patch_release  # a minor, not a patch
     pooled, line = like_group(one)
     assert pooled == one and "left out" not in line
     assert like_group(two)[1].startswith("2 current records pooled, all trained at 2 threads on")

@@ -246,8 +246,8 @@ MUTATIONS = (
     Mutation(
         "unlike records pooled",
         "stages/records.py",
-        'return record["threads"], tuple(record["environment"].get("cpu_flags", ()))',
-        "return 0, ()",
+        'return record["threads"], tuple(environment.get("cpu_flags", ())), python',
+        'return 0, (), ""',
         ("tests/test_records.py",),
     ),
     Mutation(
