@@ -62,17 +62,20 @@ def check_space(space: Any, params: dict[str, Any]) -> None:
 
 
 def ranking(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Per variant, each recipe's mean and std of validation accuracy, best mean first."""
+    """Per variant, each recipe's validation accuracies with their mean and std, best mean
+    first."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault((record["variant"], record["recipe"]), []).append(record)
     ranked: dict[str, list[dict[str, Any]]] = {}
     for (variant, recipe), group in groups.items():
-        mean, std = mean_std([record["val_accuracy"] for record in group])
+        accuracies = [record["val_accuracy"] for record in group]
+        mean, std = mean_std(accuracies)
         ranked.setdefault(variant, []).append(
             {
                 "recipe": recipe,
                 "overrides": group[0]["overrides"],
+                "accuracies": accuracies,
                 "seeds": len(group),
                 "mean": mean,
                 "std": std,
@@ -101,31 +104,22 @@ def sweep_table(ranked: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def comparison_table(records: list[dict[str, Any]], ranked: dict[str, list[dict]]) -> str:
+def comparison_table(ranked: dict[str, list[dict[str, Any]]]) -> str:
     """Each variant's winner against each other recipe of it: Welch's test of the validation
     means, with the Holm adjustment over every comparison of the sweep (one family)."""
-    accuracies: dict[tuple[str, str], list[float]] = {}
-    for record in records:
-        accuracies.setdefault((record["variant"], record["recipe"]), []).append(
-            record["val_accuracy"]
-        )
-    pairs = [
-        (variant, rows[0]["recipe"], row["recipe"])
-        for variant, rows in ranked.items()
-        for row in rows[1:]
-    ]
-    tests = [welch(accuracies[(v, a)], accuracies[(v, b)]) for v, a, b in pairs]
+    pairs = [(variant, rows[0], row) for variant, rows in ranked.items() for row in rows[1:]]
+    tests = [welch(winner["accuracies"], row["accuracies"]) for _, winner, row in pairs]
     adjusted = holm([p_value for _, p_value in tests])
     lines = [
         "| Variant | Winner vs recipe | Δ validation mean [95 % CI] | Welch p | Holm p |",
         "|---|---|--:|--:|--:|",
     ]
-    for (variant, winner, other), (difference, p_value), holm_p in zip(
+    for (variant, winner, row), (difference, p_value), holm_p in zip(
         pairs, tests, adjusted, strict=True
     ):
         lines.append(
-            f"| {variant} | {winner} vs {other} | {difference} | {p_text(p_value)} "
-            f"| {p_text(holm_p)} |"
+            f"| {variant} | {winner['recipe']} vs {row['recipe']} | {difference} "
+            f"| {p_text(p_value)} | {p_text(holm_p)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -158,7 +152,7 @@ def main() -> None:
     pooled, line = like_group([record for record in records if record["name"] in order])
     ranked = ranking(pooled)
     table = sweep_table(ranked) + f"\n{line}\n"
-    comparisons = comparison_table(pooled, ranked)
+    comparisons = comparison_table(ranked)
     if args.readme:
         update_readme(args.readme, table, block="sweep")
         update_readme(args.readme, comparisons, block="sweep-tests")
