@@ -100,8 +100,13 @@ def first_version(*distributions: str) -> str:
 def recorded_libraries(environment: dict[str, Any]) -> dict[str, str]:
     """The same versions, from a run's recorded environment (stages/environment.py)."""
     return {
-        "python": ".".join(environment["python"].split(".")[:2]),
+        "python": python_minor(environment["python"]),
         "tensorflow": environment["tensorflow"],
         "keras": environment["keras"],
         "numpy": environment["numpy"],
     }
+
+
+def python_minor(version: str) -> str:
+    """`3.11` of `3.11.7`: what makes two runs' Pythons alike."""
+    return ".".join(version.split(".")[:2])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.errors import StageError
+from stages.fingerprint import python_minor
 
 Number = (int, float)
 
@@ -77,7 +78,7 @@ def like_key(record: dict[str, Any]) -> tuple[int, tuple[str, ...], str]:
     """What must be equal for two runs to be pooled: the thread count, the instruction set and
     the Python minor."""
     environment = record["environment"]
-    python = ".".join(str(environment.get("python", "?")).split(".")[:2])
+    python = python_minor(str(environment.get("python", "?")))
     return record["threads"], tuple(environment.get("cpu_flags", ())), python
 
 

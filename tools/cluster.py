@@ -66,8 +66,8 @@ class Source:
     """Where a worker clones the project from and sends its experiment back to."""
 
     origin: str  # a Git URL, or the head's own folder on one machine
+    libraries: dict[str, str]  # the head's installed_libraries(), which every worker must have
     cache: str = ""  # on one machine, the head's DVC cache, which the clones share
-    libraries: dict[str, str] = dataclasses.field(default_factory=installed_libraries)
 
 
 def clone_task() -> Callable[[dict[str, str], str, dict[str, Any], int], dict[str, Any]]:
@@ -160,14 +160,14 @@ def check_committed(output: Path) -> None:
         )
 
 
-def local_source(output: Path) -> Source:
+def local_source(output: Path, libraries: dict[str, str]) -> Source:
     """This folder and its DVC cache, for the workers of a LocalCluster; one-line errors else."""
     check_committed(output)
     cache = dvc("cache", "dir").stdout.strip()
-    return Source(origin=str(Path.cwd().resolve()), cache=str(Path(cache).resolve()))
+    return Source(str(Path.cwd().resolve()), libraries, cache=str(Path(cache).resolve()))
 
 
-def remote_source(output: Path) -> Source:
+def remote_source(output: Path, base: str, libraries: dict[str, str]) -> Source:
     """The URL of `origin`, once the workers can have what the head has; one-line errors else.
 
     Every tracked file but the study's own records must be committed, the commit on `origin`,
@@ -183,7 +183,7 @@ def remote_source(output: Path) -> Source:
     git("fetch", "--quiet", "origin")
     if not git("branch", "--remotes", "--contains", "HEAD").strip():
         raise StageError(
-            f"commit {head_commit()[:7]} is not on `origin`: the workers could not check it out",
+            f"commit {base[:7]} is not on `origin`: the workers could not check it out",
             "git push origin HEAD",
         )
     missing = json.loads(dvc("status", "--cloud", "--json", *NEEDED_STAGES).stdout or "{}")
@@ -192,8 +192,8 @@ def remote_source(output: Path) -> Source:
             f"the DVC remote lacks {', '.join(sorted(missing))}, which the workers pull",
             f"dvc push {' '.join(NEEDED_STAGES)}",
         )
-    fetch_experiments(head_commit())
-    return Source(origin=remote.stdout.strip())
+    fetch_experiments(base)
+    return Source(remote.stdout.strip(), libraries)
 
 
 def excluded(output: Path) -> list[str]:
@@ -248,17 +248,18 @@ def run_on_cluster(
     runs: list[Run],
     client: Client,
     source: Source,
+    base: str,
     keep: Callable[[Run, dict[str, Any]], None],
     threads: int = 0,
 ) -> list[dict[str, Any]]:
-    """Run the runs as Dask tasks, in the order given; `keep` each run's result as it finishes.
+    """Run the runs as Dask tasks of the commit `base`, in the order given; `keep` each run's
+    result as it finishes.
 
     No more tasks are in flight than there are workers, so a failed run sends no more: the
     running ones finish and are kept, and then it fails with its log. Ctrl-C, SIGTERM or an
     error of ours cancels every task and stops the runs on the workers. Returns the results
     of the runs whose experiment could not be sent back.
     """
-    base = head_commit()
     task = clone_task()
     waiting = list(runs)
     running: dict[Any, Run] = {}

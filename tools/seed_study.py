@@ -8,8 +8,8 @@ experiment named for what it is (`seed-cnn-s3`: `dvc exp run -S train.seed=3 eva
 one Dask task each: on a LocalCluster of `--jobs` workers here, the cores shared among them, or
 with `--scheduler` (or DASK_SCHEDULER_ADDRESS) on that cluster's workers (tools/cluster.py).
 Each record goes to reports/seeds.json as its run finishes; the report stage counts only the
-records whose fingerprint matches today's code and params. A rerun does only what is missing
-or stale, and keeps the records of other variants and seeds.
+records whose fingerprint matches today's code, params and libraries. A rerun does only what
+is missing or stale, and keeps the records of other variants and seeds.
 """
 
 import argparse

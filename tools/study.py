@@ -26,7 +26,6 @@ from stages.records import SEED_FIELDS, SWEEP_FIELDS, read_records
 from tools.cluster import (
     CLOSE_SECONDS,
     SchedulerLost,
-    Source,
     connect,
     local_cluster,
     local_source,
@@ -145,8 +144,9 @@ def study(
         r.name: fingerprint(r.variant, r.params(params), read_workspace, libraries, r.stages)
         for r in runs
     }
-    source: Source = remote_source(output) if scheduler else local_source(output)
     base = head_commit()
+    remote = scheduler is not None
+    source = remote_source(output, base, libraries) if remote else local_source(output, libraries)
 
     def write(record: dict[str, Any]) -> None:
         records[record["name"]] = record
@@ -181,7 +181,7 @@ def study(
     threads = 0 if scheduler else threads_per_run(jobs)
     try:
         with cluster_client(scheduler, jobs) as client:
-            unpushed = run_on_cluster(longest_first, client, source, keep, threads)
+            unpushed = run_on_cluster(longest_first, client, source, base, keep, threads)
     except KeyboardInterrupt:
         raise StageError(
             f"interrupted: {len(records)} record(s) kept in {output}; the runs in flight are "
