@@ -2,11 +2,12 @@
 
 The summary holds the committed run beside the seed study (reports/seeds.json, written by
 `python -m tools.seed_study`; only the records whose fingerprint matches today's code, params
-and libraries count, and of those only the largest group of like runs, one thread count and
-one instruction set; reports/seeds_current.json hands them to the seeds chart); against 2016,
-each variant's prediction interval and one-sided t-test; McNemar's exact test and Welch's test
-between each pair of variants, each p with its Holm adjustment; and the machine that trained
-each variant. `python -m stages.report --readme README.md` also copies the tables into the README.
+and libraries count, and of those only the largest group of like runs: one thread count,
+instruction set and Python minor; reports/seeds_current.json hands them to the seeds chart);
+against 2016, each variant's prediction interval and one-sided t-test; McNemar's exact test and
+Welch's test between each pair of variants, each p with its Holm adjustment; and the machine
+that trained each variant. `python -m stages.report --readme README.md` also copies the tables
+into the README.
 """
 
 import argparse
