@@ -61,12 +61,14 @@ def classification_metrics(actual: np.ndarray, probabilities: np.ndarray) -> dic
 
 
 def training_metrics(record: dict) -> dict:
-    """The train stage's best validation epoch and epochs run; its timings stay out of metrics."""
+    """The train stage's best validation epoch, the epoch evaluated and the epochs run; its
+    timings stay out of metrics."""
     try:
         return {
             "validation": {
                 "best_accuracy": float(record["validation"]["best_accuracy"]),
                 "best_epoch": int(record["validation"]["best_epoch"]),
+                "kept_epoch": int(record["validation"]["kept_epoch"]),
             },
             "training": {"epochs": int(record["epochs"])},
         }

@@ -102,6 +102,10 @@ class ModelParams(Section):
     label_smoothing: Rate = Field(description="targets 1 - s on the digit, s / 10 on every class")
     batch_size: PositiveInt
     epochs: PositiveInt
+    checkpoint: Literal["best", "last"] = Field(
+        description="the epoch saved as the model: best validation accuracy, or the last (as "
+        "2016 reported)"
+    )
 
     @model_validator(mode="after")
     def convolution_keys_fit_the_layout(self) -> "ModelParams":
@@ -141,6 +145,20 @@ class ReportParams(Section):
     reference_accuracy: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
         description="test accuracy that each variant is compared with (the 2016 figures)"
     )
+    seeds: Annotated[list[NonNegativeInt], Field(min_length=2)] = Field(
+        description="the seed study's train.seed values; the study refuses the sweep's and "
+        "train.seed"
+    )
+    recipe_2016: dict[str, dict[str, Any]] = Field(
+        description="per variant, the models.<variant> keys that 2016's recipe sets"
+    )
+
+    @model_validator(mode="after")
+    def seeds_are_distinct(self) -> "ReportParams":
+        repeated = sorted({seed for seed in self.seeds if self.seeds.count(seed) > 1})
+        if repeated:
+            raise ParamsError("report.seeds", self.seeds, f"distinct seeds ({repeated} repeat)")
+        return self
 
 
 class Params(Section):
@@ -167,15 +185,29 @@ class Params(Section):
         return {**raw, "models": named}
 
     @model_validator(mode="after")
-    def references_name_variants(self) -> "Params":
-        for name, value in self.report.reference_accuracy.items():
-            if name not in self.models:
-                raise ParamsError(
-                    f"report.reference_accuracy.{name}",
-                    value,
-                    f"a variant of `models` {sorted(self.models)}",
-                )
+    def report_names_variants(self) -> "Params":
+        for key in ("reference_accuracy", "recipe_2016"):
+            for name, value in getattr(self.report, key).items():
+                if name not in self.models:
+                    known = f"a variant of `models` {sorted(self.models)}"
+                    raise ParamsError(f"report.{key}.{name}", value, known)
+        for name in self.report.recipe_2016:
+            self.with_2016_recipe(name)
         return self
+
+    def with_2016_recipe(self, variant: str) -> "ModelParams":
+        """The variant with the keys that report.recipe_2016 sets for it."""
+        overrides = self.report.recipe_2016[variant]
+        try:
+            settings = self.models[variant].model_dump(exclude_unset=True)
+            return ModelParams.model_validate(settings | overrides)
+        except ValidationError as error:
+            first = error.errors()[0]
+            key = ".".join(str(part) for part in first["loc"])
+            value = overrides.get(key, overrides)
+            raise ParamsError(
+                f"report.recipe_2016.{variant}.{key}", value, allowed(first)
+            ) from None
 
     def model(self, name: str) -> ModelParams:
         """The variant called `name`, or an error listing the known ones."""

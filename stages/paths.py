@@ -11,6 +11,7 @@ SUMMARY_FILE = REPORTS_DIR / "summary.md"
 HISTORY_TABLE_FILE = REPORTS_DIR / "history.csv"  # every variant's history, for DVC plots
 CHART_FILE = REPORTS_DIR / "val_accuracy.png"
 SEEDS_FILE = REPORTS_DIR / "seeds.json"  # written by `python -m tools.seed_study`
+RECIPE_2016_FILE = REPORTS_DIR / "recipe_2016.json"  # the seed study of 2016's own recipe
 SEEDS_CURRENT_FILE = REPORTS_DIR / "seeds_current.json"  # its records of today's code and params
 TEMPLATE_FILE = REPORTS_DIR / "plots_template.html"
 

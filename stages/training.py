@@ -131,8 +131,9 @@ def fit_variant(
 ) -> keras.callbacks.History:
     """Build, compile and fit one variant: the train stage's code path, also timed by benchmarks/.
 
-    The model with the best validation accuracy goes to `model_path`, the history to
-    `history_path`. `extra_callbacks` (the benchmarks' probes) run after the stage's own.
+    The model of the epoch that `checkpoint` names (the best validation accuracy, or the last)
+    goes to `model_path`, the history to `history_path`. `extra_callbacks` (the benchmarks'
+    probes) run after the stage's own.
     """
     configure_tensorflow(train_params)
     strategy = distribution_strategy(train_params.strategy)
@@ -147,7 +148,10 @@ def fit_variant(
         EpochTimer(),
         CSVLoggerFromOne(str(history_path)),
         keras.callbacks.ModelCheckpoint(
-            str(model_path), monitor="val_accuracy", mode="max", save_best_only=True
+            str(model_path),
+            monitor="val_accuracy",
+            mode="max",
+            save_best_only=model_params.checkpoint == "best",
         ),
         StopOnCtrlC(),
         *extra_callbacks,
@@ -168,13 +172,22 @@ def fit_variant(
         raise lost_peer(error) from None
 
 
-def training_record(history: dict[str, list[float]], train_size: int, threads: int) -> dict:
-    """What training knows: the epoch ModelCheckpoint kept, epochs run, speed and environment."""
+def training_record(
+    history: dict[str, list[float]], train_size: int, threads: int, checkpoint: str
+) -> dict:
+    """What training knows: the best epoch, the one ModelCheckpoint kept, epochs run, speed and
+    environment."""
     val_accuracy = history["val_accuracy"]
     best = int(np.argmax(val_accuracy))
+    kept = best if checkpoint == "best" else len(val_accuracy) - 1
     seconds = sum(history["seconds"])
     return {
-        "validation": {"best_accuracy": float(val_accuracy[best]), "best_epoch": best + 1},
+        "validation": {
+            "best_accuracy": float(val_accuracy[best]),
+            "best_epoch": best + 1,
+            "kept_accuracy": float(val_accuracy[kept]),
+            "kept_epoch": kept + 1,
+        },
         "epochs": len(val_accuracy),
         "timing": {
             "seconds": round(seconds, 2),
@@ -217,13 +230,15 @@ def fit_and_record(variant: str, params: Params, outputs: tuple[Path, Path, Path
         verbose=1 if sys.stdout.isatty() else 2,
     )
     canonicalize(model_path)
-    record = training_record(history.history, len(train_set[1]), params.train.threads)
+    record = training_record(
+        history.history, len(train_set[1]), params.train.threads, params.model(variant).checkpoint
+    )
     record_path.write_text(json_text(record))
     return record
 
 
 def train(variant: str, params: Params) -> None:
-    """Fit the variant, keeping the epoch with the best validation accuracy, and record it.
+    """Fit the variant, keeping the epoch its `checkpoint` names, and record it.
 
     A multi_worker worker other than the chief trains in step with it but writes only to a
     temporary folder, removed at the end.
@@ -248,5 +263,5 @@ def train(variant: str, params: Params) -> None:
     print(
         f"{variant}: best validation accuracy {best['best_accuracy']:.4f} at epoch "
         f"{best['best_epoch']} of {record['epochs']}; {record['timing']['seconds']:.1f} s; "
-        f"saved {model_file(variant)}"
+        f"saved epoch {best['kept_epoch']} to {model_file(variant)}"
     )

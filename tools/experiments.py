@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from stages.errors import StageError
 from stages.files import parse_yaml
@@ -28,24 +28,25 @@ LOG_LINES = 12  # of a failed run's log, shown with its error
 
 @dataclass(frozen=True)
 class Run:
-    """One training run: a variant, a seed and, in a sweep, a recipe's `models.<variant>` keys."""
+    """One training run: a variant, a seed and, with a recipe, the `models.<variant>` keys it
+    sets; a `seed` study's run is evaluated on the test set, a `sweep`'s never."""
 
     variant: str
     seed: int
     recipe: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
+    study: Literal["seed", "sweep"] = "seed"
 
     @property
     def name(self) -> str:
-        """The experiment's name, which says what it is: seed-cnn-s3, sweep-wide-adam-s1."""
-        if self.recipe:
-            return f"sweep-{self.variant}-{self.recipe}-s{self.seed}"
-        return f"seed-{self.variant}-s{self.seed}"
+        """The experiment's name, which says what it is: seed-cnn-s3, seed-wide-2016-s4,
+        sweep-wide-adam-s1."""
+        recipe = f"-{self.recipe}" if self.recipe else ""
+        return f"{self.study}-{self.variant}{recipe}-s{self.seed}"
 
     @property
     def evaluates(self) -> bool:
-        """A seed-study run reads the test set; a sweep run never does."""
-        return not self.recipe
+        return self.study == "seed"
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -152,8 +153,9 @@ def read_record(run: Run, base: str) -> dict[str, Any] | None:
         "variant": run.variant,
         "seed": run.seed,
         **({"recipe": run.recipe, "overrides": run.overrides} if run.recipe else {}),
-        "val_accuracy": training["validation"]["best_accuracy"],
+        "val_accuracy": training["validation"]["kept_accuracy"],
         "best_epoch": training["validation"]["best_epoch"],
+        "kept_epoch": training["validation"]["kept_epoch"],
     }
     if run.evaluates:
         record["test_accuracy"] = json.loads(read(str(metrics_file(run.variant))))["test"][

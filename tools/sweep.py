@@ -33,7 +33,7 @@ RECIPE_NAME = re.compile(r"[a-z0-9]+(?:[.-][a-z0-9]+)*")  # part of an experimen
 
 def planned_runs(space: dict[str, Any]) -> list[Run]:
     return [
-        Run(variant, seed, recipe, overrides)
+        Run(variant, seed, recipe, overrides, study="sweep")
         for variant, recipes in space["variants"].items()
         for recipe, overrides in recipes.items()
         for seed in space["seeds"]
