@@ -10,6 +10,7 @@ stale. The Python minor, like the thread count and the CPU, makes runs unlike ra
 stale: statistics pool one group of them (stages/records.py).
 """
 
+import copy
 import json
 import sys
 from collections.abc import Callable
@@ -70,6 +71,13 @@ def fingerprint(
         "libraries": {name: libraries[name] for name in FINGERPRINTED_LIBRARIES},
     }
     return sha256_bytes(json.dumps(content, sort_keys=True).encode())[:16]
+
+
+def with_overrides(params: dict[str, Any], variant: str, overrides: dict[str, Any]) -> dict:
+    """params.yaml as parsed, with `overrides` set among models.<variant>'s keys."""
+    changed = copy.deepcopy(params)
+    changed["models"][variant].update(overrides)
+    return changed
 
 
 def read_workspace(path: str) -> bytes:

@@ -26,12 +26,13 @@ from scipy.stats import binomtest, t, ttest_1samp, ttest_ind
 
 from stages.errors import StageError, run_stage
 from stages.files import parse_yaml, read_json, write_json, write_text
-from stages.fingerprint import fingerprint, installed_libraries, read_workspace
+from stages.fingerprint import fingerprint, installed_libraries, read_workspace, with_overrides
 from stages.history import HISTORY_COLUMNS, read_history
 from stages.params import PARAMS_FILE, load_params
 from stages.paths import (
     CHART_FILE,
     HISTORY_TABLE_FILE,
+    RECIPE_2016_FILE,
     SEEDS_CURRENT_FILE,
     SEEDS_FILE,
     SUMMARY_FILE,
@@ -44,6 +45,7 @@ from stages.plots import plot_validation_accuracy
 from stages.records import SEED_FIELDS, like_group, read_records
 
 SEEDS_HINT = "run `python -m tools.seed_study`"
+RECIPE_2016_COMMAND = "python -m tools.seed_study --recipe-2016"
 
 
 def percent(value: float) -> str:
@@ -51,13 +53,18 @@ def percent(value: float) -> str:
 
 
 def current_records(
-    records: list[dict[str, Any]], fingerprints: dict[str, str]
+    records: list[dict[str, Any]], fingerprints: dict[str, str], seeds: list[int]
 ) -> list[dict[str, Any]]:
-    """The seed study's records made by today's code, params and libraries of their variant."""
-    return [r for r in records if r["fingerprint"] == fingerprints.get(r["variant"], "-")]
+    """The records of the declared `seeds` made by today's code, params and libraries of their
+    variant."""
+    return [
+        r
+        for r in records
+        if r["fingerprint"] == fingerprints.get(r["variant"], "-") and r["seed"] in seeds
+    ]
 
 
-def stale_line(records: list[dict[str, Any]], current: list[dict[str, Any]]) -> str:
+def stale_line(records: list[dict[str, Any]], current: list[dict[str, Any]], hint: str) -> str:
     """One line naming the records left out of every statistic, or nothing when none is."""
     stale = [r for r in records if r not in current]
     if not stale:
@@ -65,7 +72,7 @@ def stale_line(records: list[dict[str, Any]], current: list[dict[str, Any]]) -> 
     variants = ", ".join(sorted({r["variant"] for r in stale}))
     return (
         f"{len(stale)} seed-study record(s) of {variants} left out: made by other code, params "
-        f"or libraries than today's ({SEEDS_HINT} to redo them)\n"
+        f"or libraries than today's, or of a seed outside report.seeds ({hint} to redo them)\n"
     )
 
 
@@ -169,8 +176,9 @@ def noise_band(accuracies: list[float]) -> float | None:
     return float(t.ppf(0.975, len(accuracies) - 1)) * statistics.stdev(accuracies) * math.sqrt(2)
 
 
-def noise_line(seeds: dict[str, list[float]], pooled: str) -> str:
-    """The README's noise rule: each variant's band, with its seeds and t, and what was pooled."""
+def noise_line(seeds: dict[str, list[float]], pooled: str, committed: str = "") -> str:
+    """The README's noise rule: each variant's band, with its seeds and t, what was pooled, and
+    whether the committed run is like the pooled runs."""
     bands = [
         f"`{variant}` ±{100 * band:.2f} pp ({len(values)} seeds, "
         f"t = {t.ppf(0.975, len(values) - 1):.2f})"
@@ -179,7 +187,8 @@ def noise_line(seeds: dict[str, list[float]], pooled: str) -> str:
     ]
     if not bands:
         return "No seed study is current: `python -m tools.seed_study` gives the noise bands.\n"
-    return f"Noise bands of a single run's `test.accuracy`: {', '.join(bands)}. {pooled}\n"
+    line = f"Noise bands of a single run's `test.accuracy`: {', '.join(bands)}. {pooled}"
+    return f"{line} {committed}".rstrip() + "\n"
 
 
 def welch(a: list[float], b: list[float]) -> tuple[str, float | None]:
@@ -284,6 +293,46 @@ def against_2016_table(seeds: dict[str, list[float]], references: dict[str, floa
     return "\n".join(lines) + "\n"
 
 
+def recipe_2016_table(
+    today: dict[str, list[float]], recipe: dict[str, list[float]], references: dict[str, float]
+) -> str:
+    """Each 2016 variant trained with today's recipe and with 2016's over the same seeds:
+    Welch's test of the means, Holm over the variants."""
+    studied = [v for v in references if len(today.get(v, [])) >= 2 and len(recipe.get(v, [])) >= 2]
+    if not studied:
+        return f"No 2016-recipe study is current: `{RECIPE_2016_COMMAND}` gives it.\n"
+    tests = [welch(today[v], recipe[v]) for v in studied]
+    adjusted = holm([p_value for _, p_value in tests])
+    lines = [
+        "| Variant | 2016 figure | Seeds | 2016's recipe, mean ± std | Today's, mean ± std "
+        "| Today's − 2016's [95 % CI] | Welch p (Holm) |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for variant, (difference, p_value), holm_p in zip(studied, tests, adjusted, strict=True):
+        old_mean, old_std = mean_std(recipe[variant])
+        new_mean, new_std = mean_std(today[variant])
+        lines.append(
+            f"| {variant} | {percent(references[variant])} | {len(recipe[variant])} "
+            f"| {100 * old_mean:.2f} ± {100 * old_std:.2f} % "
+            f"| {100 * new_mean:.2f} ± {100 * new_std:.2f} % | {difference} "
+            f"| {p_text(p_value)} ({p_text(holm_p)}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def committed_line(training: dict[str, dict], current: list[dict[str, Any]]) -> str:
+    """Whether the committed run is like the pooled runs; the bands describe only those."""
+    threads = sorted({t["environment"]["threads"] for t in training.values()})
+    pooled = sorted({r["threads"] for r in current})
+    if not pooled or threads == pooled:
+        return ""
+    return (
+        f"The committed run trained at {' and '.join(map(str, threads))} thread(s), the pooled "
+        f"runs at {' and '.join(map(str, pooled))}: the bands and tests describe a new run like "
+        "the pooled ones, never the committed run, whose figures stand on their own."
+    )
+
+
 def environment_table(training: dict[str, dict]) -> str:
     """The machine and libraries that trained each variant, from the train stage's records."""
     lines = [
@@ -351,28 +400,42 @@ def main() -> None:
     raw_params = parse_yaml(PARAMS_FILE.read_text())
     libraries = installed_libraries()
     fingerprints = {v: fingerprint(v, raw_params, read_workspace, libraries) for v in variants}
+    recipes = params.report.recipe_2016
+    recipe_fingerprints = {
+        v: fingerprint(v, with_overrides(raw_params, v, recipes[v]), read_workspace, libraries)
+        for v in recipes
+    }
     if not SEEDS_FILE.exists():
         raise StageError(f"{SEEDS_FILE} is missing", SEEDS_HINT)
     records = read_records(SEEDS_FILE, SEEDS_HINT, SEED_FIELDS)
-    fresh = current_records(records, fingerprints)
-    current, pooled = like_group(fresh)
+    recipe_hint = f"run `{RECIPE_2016_COMMAND}`"
+    recipe_records = read_records(RECIPE_2016_FILE, recipe_hint, SEED_FIELDS)
+    fresh = current_records(records, fingerprints, params.report.seeds)
+    fresh_2016 = current_records(recipe_records, recipe_fingerprints, params.report.seeds)
+    like, pooled = like_group(fresh + fresh_2016)
+    current = [r for r in like if r in fresh]
     seeds = {v: seed_accuracies(current, v) for v in variants}
+    seeds_2016 = {v: seed_accuracies([r for r in like if r in fresh_2016], v) for v in recipes}
+    references = params.report.reference_accuracy
 
     tables = {
-        "results": summary_table(metrics, training, seeds, params.report.reference_accuracy),
-        "noise": noise_line(seeds, pooled),
-        "against2016": against_2016_table(seeds, params.report.reference_accuracy),
+        "results": summary_table(metrics, training, seeds, references),
+        "noise": noise_line(seeds, pooled, committed_line(training, current)),
+        "against2016": against_2016_table(seeds, references),
+        "recipe2016": recipe_2016_table(seeds, seeds_2016, references),
         "significance": significance_table(correct, seeds),
         "environment": environment_table(training),
     }
-    stale = stale_line(records, fresh)
+    stale = stale_line(records, fresh, SEEDS_HINT) + stale_line(
+        recipe_records, fresh_2016, recipe_hint
+    )
     write_text(
         SUMMARY_FILE,
         "# Results\n\n{results}\n{stale}## Against 2016\n\n{against2016}\n"
+        "## What today's recipes add\n\n{recipe2016}\n"
         "## Is a difference real?\n\n{noise}\n{significance}\n"
         "## Environment\n\n{environment}".format(**tables, stale=stale and stale + "\n"),
     )
-    references = params.report.reference_accuracy
     write_json(SEEDS_CURRENT_FILE, chart_records(current, variants, references))
     write_text(HISTORY_TABLE_FILE, history_csv(histories))
     plot_validation_accuracy(histories, CHART_FILE)

@@ -179,7 +179,7 @@ def test_the_heads_exp_pull_brings_every_run_for_dvc_exp_show(
         assert data["params"]["params.yaml"]["data"]["train"]["seed"] == record["seed"]
         metrics = data["metrics"][f"metrics/{record['variant']}.json"]["data"]
         assert metrics["test"]["accuracy"] == record["test_accuracy"]
-    dvc_with(remotes, "exp", "apply", "seed-wide-s2", cwd=head)  # its outputs came with it
+    dvc_with(remotes, "exp", "apply", "seed-wide-s9", cwd=head)  # its outputs came with it
     status = dvc_with(remotes, "status", "evaluate@wide", cwd=head).stdout
     assert "up to date" in status
 
@@ -257,16 +257,16 @@ def test_a_worker_killed_while_it_trains_costs_no_run(
     The worker's nanny starts a new worker process, so the cluster has two workers again.
     """
     head = head_copy(remotes, tmp_path)
-    study, worker = study_in_training(head, remotes, cluster, "3")
+    study, worker = study_in_training(head, remotes, cluster, "10")
     its_runs = worker.children(recursive=True)  # `python -m tools.cluster`, DVC, the stage
     worker.send_signal(signal.SIGKILL)
     _, left = psutil.wait_procs(its_runs, timeout=30)
     assert left == []  # no orphaned training runs on, nor pushes later
     _, stderr = study.communicate(timeout=600)
     assert study.returncode == 0, stderr
-    assert [record["name"] for record in read_records(head)] == ["seed-wide-s3"]
+    assert [record["name"] for record in read_records(head)] == ["seed-wide-s10"]
     pushed = [ref.rsplit("/", 1)[-1] for ref in git("ls-remote", "origin", cwd=head).split()]
-    assert pushed.count("seed-wide-s3") == 1
+    assert pushed.count("seed-wide-s10") == 1
 
 
 def test_a_lost_scheduler_ends_the_study_in_one_line_and_a_new_one_does_the_rest(

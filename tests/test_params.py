@@ -66,6 +66,9 @@ def test_repo_params_are_valid() -> None:
         ("fetch.source", "ftp"),
         ("train.steps_per_execution", 0),
         ("train.strategy", "horovod"),
+        ("models.small.checkpoint", "first"),
+        ("report.seeds", [4]),
+        ("report.seeds", [4, -1]),
     ],
 )
 def test_bad_value_names_key_and_value(key: str, value: object) -> None:
@@ -119,6 +122,49 @@ def test_reference_for_an_unknown_variant_is_refused() -> None:
     raw = repo_params()
     raw["report"]["reference_accuracy"]["wide-dropout"] = 0.98
     with pytest.raises(ParamsError, match=r"report\.reference_accuracy\.wide-dropout = 0\.98"):
+        parse_params(raw)
+
+
+def test_study_seeds_are_distinct() -> None:
+    raw = repo_params()
+    raw["report"]["seeds"] = [4, 5]
+    assert parse_params(raw).report.seeds == [4, 5]
+    raw["report"]["seeds"] = [4, 4]
+    with pytest.raises(ParamsError, match=r"report\.seeds = \[4, 4\].*distinct seeds \(\[4\]"):
+        parse_params(raw)
+
+
+def test_2016_recipe_sets_keys_of_its_variant() -> None:
+    params = parse_params(repo_params())
+    wide = params.with_2016_recipe("wide")
+    assert (wide.optimizer, wide.lr_schedule, wide.checkpoint) == ("rmsprop", "constant", "last")
+    assert (wide.weight_decay, wide.label_smoothing, wide.batch_size) == (0.0, 0.0, 128)
+    assert wide.hidden_units == params.model("wide").hidden_units  # the architecture stays
+    assert params.model("wide").checkpoint == "best"  # the variant itself is unchanged
+    assert "cnn" not in params.report.recipe_2016  # cnn is not 2016's
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("optimizer", "adagrad", "'adam', 'rmsprop' or 'sgd'"),
+        ("epochs", 0, "greater than or equal to 1"),
+        ("epoch", 20, "no such key"),
+    ],
+)
+def test_bad_2016_recipe_names_its_key(key: str, value: object, fragment: str) -> None:
+    raw = repo_params()
+    raw["report"]["recipe_2016"]["wide"][key] = value
+    with pytest.raises(ParamsError) as error:
+        parse_params(raw)
+    message = str(error.value)
+    assert f"report.recipe_2016.wide.{key} = {value!r}" in message and fragment in message
+
+
+def test_2016_recipe_for_an_unknown_variant_is_refused() -> None:
+    raw = repo_params()
+    raw["report"]["recipe_2016"]["tiny"] = {"epochs": 1}
+    with pytest.raises(ParamsError, match=r"report\.recipe_2016\.tiny = \{'epochs': 1\}"):
         parse_params(raw)
 
 

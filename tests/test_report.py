@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.stats import t
+from scipy.stats import t, ttest_ind
 
 from stages.errors import StageError
 from stages.fingerprint import STUDIED_STAGES, installed_libraries, recorded_libraries
@@ -18,6 +18,7 @@ from stages.fingerprint import fingerprint as fingerprint_of
 from stages.report import (
     against_2016_table,
     chart_records,
+    committed_line,
     current_records,
     history_csv,
     holm,
@@ -26,6 +27,7 @@ from stages.report import (
     noise_band,
     noise_line,
     prediction_interval,
+    recipe_2016_table,
     stale_line,
     summary_table,
     update_readme,
@@ -82,14 +84,17 @@ def test_only_records_of_todays_fingerprint_count_and_the_rest_are_named_in_one_
         record("wide", 2, "b", 0.97),
         record("small", 1, "a", 0.96),
         record("cnn", 1, "b", 0.99),
+        record("wide", 3, "a", 0.98),  # current, but of a seed the study does not declare
     ]
-    current = current_records(records, {"wide": "a", "small": "c", "cnn": "a"})
+    current = current_records(records, {"wide": "a", "small": "c", "cnn": "a"}, [1, 2])
     assert current == records[:1]
-    assert stale_line(records, current) == (
-        "3 seed-study record(s) of cnn, small, wide left out: made by other code, params or "
-        "libraries than today's (run `python -m tools.seed_study` to redo them)\n"
+    assert current_records(records, {"wide": "a"}, [1, 2, 3]) == [records[0], records[4]]
+    assert stale_line(records, current, "run `python -m tools.seed_study`") == (
+        "4 seed-study record(s) of cnn, small, wide left out: made by other code, params or "
+        "libraries than today's, or of a seed outside report.seeds (run `python -m "
+        "tools.seed_study` to redo them)\n"
     )
-    assert stale_line(current, current) == ""
+    assert stale_line(current, current, "-") == ""
     assert chart_records(current, ["small", "wide"], {"wide": 0.9836, "small": 0.965}) == [
         {"name": "seed-wide-s1", "variant": "wide", "seed": 1, "test_accuracy": 0.985,
          "reference": 0.9836},
@@ -206,6 +211,37 @@ def test_the_noise_band_of_a_single_run_is_t_times_s_times_root_two() -> None:
         "Noise bands of a single run's `test.accuracy`: `small` ±5.20 pp (4 seeds, t = 3.18). "
         "4 pooled.\n"
     )
+    assert noise_line({"small": accuracies}, "4 pooled.", "Unlike.").endswith("pooled. Unlike.\n")
+
+
+def test_the_committed_run_is_placed_among_the_pooled_runs_only_at_their_thread_count() -> None:
+    training = {v: {"environment": {"threads": 2}} for v in ("small", "wide")}
+    assert committed_line(training, [{"threads": 2}, {"threads": 2}]) == ""
+    assert committed_line(training, []) == ""
+    assert committed_line(training, [{"threads": 1}]) == (
+        "The committed run trained at 2 thread(s), the pooled runs at 1: the bands and tests "
+        "describe a new run like the pooled ones, never the committed run, whose figures stand "
+        "on their own."
+    )
+
+
+def test_the_2016_recipe_table_tests_todays_recipe_against_it_with_welch_and_holm() -> None:
+    today = {"small": [0.97, 0.99, 0.97, 0.99], "wide": [0.985, 0.986, 0.984], "cnn": [0.99] * 3}
+    old = {"small": [0.95, 0.99, 0.95, 0.99], "wide": [0.98, 0.981, 0.979]}
+    references = {"small": 0.965, "wide": 0.9836}
+    rows = recipe_2016_table(today, old, references).splitlines()
+    assert len(rows) == 4  # header, rule and the two 2016 variants with both studies
+    p_small = ttest_ind(today["small"], old["small"], equal_var=False).pvalue
+    p_wide = ttest_ind(today["wide"], old["wide"], equal_var=False).pvalue
+    assert p_wide < p_small  # Holm: the smaller p times 2, the larger times 1 (at least as big)
+    small, wide = rows[2].split(" | "), rows[3].split(" | ")
+    assert small[:5] == ["| small", "96.50 %", "4", "97.00 ± 2.31 %", "98.00 ± 1.15 %"]
+    assert small[5].startswith("+1.00 pp [")
+    assert small[6] == f"{p_small:.2g} ({max(p_small, 2 * p_wide):.2g}) |"
+    assert wide[6] == f"{p_wide:.2g} ({2 * p_wide:.2g}) |"
+    one_seed = recipe_2016_table(today, {"small": [0.96], "wide": old["wide"]}, references)
+    assert len(one_seed.splitlines()) == 3  # small with one seed of 2016's recipe: no test
+    assert recipe_2016_table(today, {}, references).startswith("No 2016-recipe study is current")
 
 
 def test_welch_gives_the_difference_of_seed_means_its_interval_and_p() -> None:

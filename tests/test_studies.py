@@ -125,22 +125,22 @@ def test_the_report_counts_current_records_and_a_changed_training_module_makes_t
     assert charted(seed_copy) == []
     commit_all(seed_copy, "a change to the training code")  # workers run commits
 
-    command = seed_study_command("--seeds", "1", "--variants", "wide", "--jobs", "2")
+    command = seed_study_command("--seeds", "8", "--variants", "wide", "--jobs", "2")
     assert "1 runs to do, 0 recorded" in run(command, cwd=seed_copy).stdout
     after = {r["name"]: r for r in read_records(seed_copy)}
-    assert after["seed-wide-s1"]["fingerprint"] != before["seed-wide-s1"]["fingerprint"]
-    assert {name: after[name] for name in before if name != "seed-wide-s1"} == {
-        name: record for name, record in before.items() if name != "seed-wide-s1"
+    assert after["seed-wide-s8"]["fingerprint"] != before["seed-wide-s8"]["fingerprint"]
+    assert {name: after[name] for name in before if name != "seed-wide-s8"} == {
+        name: record for name, record in before.items() if name != "seed-wide-s8"
     }
     summary = run_stage("report", cwd=seed_copy).stdout
     assert "3 seed-study record(s) of small, wide left out" in summary
-    assert charted(seed_copy) == ["seed-wide-s1"]
+    assert charted(seed_copy) == ["seed-wide-s8"]
 
 
 def test_a_foreground_run_gives_the_studys_record(seed_copy: Path) -> None:
     """The one-run function that a worker calls, run in the project itself: the same record."""
-    queued = {r["name"]: r for r in read_records(seed_copy)}["seed-wide-s2"]
-    dvc("exp", "remove", "seed-wide-s2", cwd=seed_copy)
+    queued = {r["name"]: r for r in read_records(seed_copy)}["seed-wide-s9"]
+    dvc("exp", "remove", "seed-wide-s9", cwd=seed_copy)
     script = (
         "import json; from tools.experiments import Run, run_experiment; "
         "print(json.dumps(run_experiment(Run('wide', 2), 1)))"
@@ -216,7 +216,10 @@ def read_repo(path: str) -> bytes:
 
 def test_run_names_say_what_they_are() -> None:
     assert Run("cnn", 3).name == "seed-cnn-s3"
-    assert Run("wide", 1, "adam-cosine", {"optimizer": "adam"}).name == "sweep-wide-adam-cosine-s1"
+    assert Run("wide", 4, "2016", {"epochs": 20}).name == "seed-wide-2016-s4"
+    sweep = Run("wide", 1, "adam-cosine", {"optimizer": "adam"}, study="sweep")
+    assert sweep.name == "sweep-wide-adam-cosine-s1"
+    assert (sweep.evaluates, Run("wide", 4, "2016", {}).evaluates) == (False, True)
 
 
 def test_tuning_md_holds_the_tables_of_the_committed_sweep() -> None:

@@ -91,7 +91,7 @@ def test_a_study_stopped_by_ctrl_c_keeps_finished_runs_and_the_rerun_does_the_re
     tiny_project: Path, tmp_path: Path
 ) -> None:
     project = study_copy(tiny_project, tmp_path)
-    process = start_study(project, "--seeds", "1", "2", "--variants", "wide", "--jobs", "1")
+    process = start_study(project, "--seeds", "8", "9", "--variants", "wide", "--jobs", "1")
     wait_until(lambda: (project / "reports/seeds.json").exists(), process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
@@ -99,12 +99,12 @@ def test_a_study_stopped_by_ctrl_c_keeps_finished_runs_and_the_rerun_does_the_re
     assert "Traceback" not in stderr
     assert "error: interrupted: 1 record(s) kept" in stderr.splitlines()[-1]
     kept = read_records(project)
-    assert [r["name"] for r in kept] == ["seed-wide-s1"]
+    assert [r["name"] for r in kept] == ["seed-wide-s8"]
 
-    rerun = run(seed_study_command("--seeds", "1", "2", "--variants", "wide"), cwd=project).stdout
+    rerun = run(seed_study_command("--seeds", "8", "9", "--variants", "wide"), cwd=project).stdout
     assert "1 runs to do, 1 recorded" in rerun
     records = read_records(project)
-    assert [r["name"] for r in records] == ["seed-wide-s1", "seed-wide-s2"]
+    assert [r["name"] for r in records] == ["seed-wide-s8", "seed-wide-s9"]
     assert records[:1] == kept
 
 
@@ -117,7 +117,7 @@ def test_a_signal_mid_training_stops_every_run_and_keeps_the_records_file(
     records = project / "reports/seeds.json"
     records.write_text("[]\n")  # a records file the study must leave intact
     commit_all(project, "an empty records file")
-    process = start_study(project, "--seeds", "1", "2", "3", "--variants", "wide", "--jobs", "2")
+    process = start_study(project, "--seeds", "8", "9", "10", "--variants", "wide", "--jobs", "2")
     wait_until(lambda: training(project), process)
     runs = run_processes(project)
     process.send_signal(signal_number)
@@ -132,39 +132,39 @@ def test_a_signal_mid_training_stops_every_run_and_keeps_the_records_file(
 
 
 def test_a_failed_run_sends_no_more_and_names_itself(tiny_project: Path, tmp_path: Path) -> None:
-    """Seed 1 fails at once, seed 2 trains slowly meanwhile and is kept, seed 3 never starts."""
+    """Seed 8 fails at once, seed 9 trains slowly meanwhile and is kept, seed 10 never starts."""
     project = study_copy(tiny_project, tmp_path)
     training_module = project / "stages/training.py"
     training_module.write_text(
         training_module.read_text().replace(
             "    if not is_chief(params.train):",
-            "    if params.train.seed == 1:\n        raise ValueError('seed 1 breaks')\n"
+            "    if params.train.seed == 8:\n        raise ValueError('seed 8 breaks')\n"
             "    time.sleep(30)\n"
             "    if not is_chief(params.train):",
         )
     )
-    commit_all(project, "seed 1 breaks")
-    command = seed_study_command("--seeds", "1", "2", "3", "--variants", "wide", "--jobs", "2")
+    commit_all(project, "seed 8 breaks")
+    command = seed_study_command("--seeds", "8", "9", "10", "--variants", "wide", "--jobs", "2")
     result = run(command, cwd=project, check=False)
-    assert_fails_cleanly(result, "experiment seed-wide-s1 failed")
-    assert "seed-wide-s1 | ValueError: seed 1 breaks" in result.stderr
-    assert [r["name"] for r in read_records(project)] == ["seed-wide-s2"]  # it finished
-    assert experiment_names(project) == ["seed-wide-s2"]  # seed 3 never ran
+    assert_fails_cleanly(result, "experiment seed-wide-s8 failed")
+    assert "seed-wide-s8 | ValueError: seed 8 breaks" in result.stderr
+    assert [r["name"] for r in read_records(project)] == ["seed-wide-s9"]  # it finished
+    assert experiment_names(project) == ["seed-wide-s9"]  # seed 10 never ran
 
 
 def test_a_second_study_in_the_same_project_refuses_in_one_line(
     tiny_project: Path, tmp_path: Path
 ) -> None:
     project = study_copy(tiny_project, tmp_path)
-    first = start_study(project, "--seeds", "1", "--variants", "wide", "--jobs", "1")
+    first = start_study(project, "--seeds", "8", "--variants", "wide", "--jobs", "1")
     wait_until(lambda: training(project), first)
     second = run(
-        seed_study_command("--seeds", "2", "--variants", "small"), cwd=project, check=False
+        seed_study_command("--seeds", "9", "--variants", "small"), cwd=project, check=False
     )
     assert_fails_cleanly(second, f"another study is running in this project (pid {first.pid})")
     _, stderr = first.communicate(timeout=GUARD_SECONDS)
     assert first.returncode == 0, stderr
-    assert [r["name"] for r in read_records(project)] == ["seed-wide-s1"]
+    assert [r["name"] for r in read_records(project)] == ["seed-wide-s8"]
 
 
 def test_a_study_beside_the_users_own_dvc_queue_leaves_it_alone(
@@ -178,7 +178,7 @@ def test_a_study_beside_the_users_own_dvc_queue_leaves_it_alone(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
     )  # fmt: skip
     try:
-        study = run(seed_study_command("--seeds", "1", "--variants", "wide"), cwd=project)
+        study = run(seed_study_command("--seeds", "8", "--variants", "wide"), cwd=project)
         assert "1 runs to do, 0 recorded" in study.stdout
         deadline = time.monotonic() + GUARD_SECONDS
         while "mine" not in experiment_names(project):
@@ -187,8 +187,8 @@ def test_a_study_beside_the_users_own_dvc_queue_leaves_it_alone(
             time.sleep(2)
     finally:
         dvc("queue", "stop", "--kill", cwd=project, check=False)
-    assert experiment_names(project) == ["mine", "seed-wide-s1"]
-    assert [r["name"] for r in read_records(project)] == ["seed-wide-s1"]
+    assert experiment_names(project) == ["mine", "seed-wide-s8"]
+    assert [r["name"] for r in read_records(project)] == ["seed-wide-s8"]
 
 
 def test_uncommitted_changes_fail_in_one_line_before_any_run(
@@ -197,7 +197,7 @@ def test_uncommitted_changes_fail_in_one_line_before_any_run(
     project = study_copy(tiny_project, tmp_path)
     with (project / "stages/training.py").open("a") as module:
         module.write("# changed\n")
-    result = run(seed_study_command("--seeds", "1"), cwd=project, check=False)
+    result = run(seed_study_command("--seeds", "8"), cwd=project, check=False)
     assert_fails_cleanly(result, "uncommitted changes (stages/training.py", "commit them")
     assert experiment_names(project) == []
 
@@ -207,18 +207,19 @@ def test_uncommitted_changes_fail_in_one_line_before_any_run(
     [
         (("--jobs", "0"), "--jobs 0 is not allowed"),
         (("--jobs", "-2"), "--jobs -2 is not allowed"),
-        (("--seeds", "1", "1"), "--seeds repeats [1]"),
-        (("--seeds", "1", "42"), "--seeds includes 42, the committed run's train.seed"),
+        (("--seeds", "8", "8"), "--seeds repeats [8]"),
+        (("--seeds", "8", "42"), "--seeds includes 42, the committed run's train.seed"),
+        (("--seeds", "4", "3"), "--seeds includes [3], seed(s) of the sweep (sweep.yaml)"),
         (("--variants", "nope"), "unknown variant 'nope'"),
         (("--output", "{bad}"), "bad.json is not valid JSON"),
-        (("--output", "{twice}"), "twice.json holds seed-wide-s1 more than once"),
+        (("--output", "{twice}"), "twice.json holds seed-wide-s8 more than once"),
         (("--output", "{partial}"), "partial.json: record 1 has no `variant`"),
     ],
 )
 def test_bad_input_fails_in_one_line_before_any_run(
     tiny_project: Path, tmp_path: Path, args: tuple[str, ...], fragment: str
 ) -> None:
-    record = read_records(REPO)[0] | {"name": "seed-wide-s1"}
+    record = read_records(REPO)[0] | {"name": "seed-wide-s8"}
     files = {"bad": "[{", "twice": json.dumps([record, record])}
     files["partial"] = json.dumps([{k: v for k, v in record.items() if k != "variant"}])
     for name, content in files.items():
@@ -231,7 +232,7 @@ def test_bad_input_fails_in_one_line_before_any_run(
 
 def test_a_study_without_the_split_fails_before_any_run(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
-    result = run(seed_study_command("--seeds", "1"), cwd=project, check=False)
+    result = run(seed_study_command("--seeds", "8"), cwd=project, check=False)
     assert_fails_cleanly(result, "the split is missing", "dvc repro split")
 
 
@@ -257,13 +258,13 @@ def test_a_worker_with_other_libraries_than_the_head_fails_the_run_before_it_sta
     others: it fails in one line naming what differs, before it pulls or trains anything."""
     source = {"origin": str(tiny_project), "cache": "", "libraries": installed_libraries()}
     source["libraries"] = {**source["libraries"], "keras": "2.0.0"}
-    run_ = json.dumps({"variant": "wide", "seed": 1})
+    run_ = json.dumps({"variant": "wide", "seed": 8})
     command = [sys.executable, "-m", "tools.cluster", run_, json.dumps(source), "--threads", "1"]
     result = run(command, cwd=tiny_project, check=False)
     assert result.returncode == RUN_FAILED
     keras = installed_libraries()["keras"]
     assert result.stderr.splitlines() == [
-        f"  seed-wide-s1 | this worker runs keras {keras} (head: 2.0.0): install the head's lock "
+        f"  seed-wide-s8 | this worker runs keras {keras} (head: 2.0.0): install the head's lock "
         "here"
     ]  # the log line that the head shows above its one-line error, as for any failed run
     assert experiment_names(tiny_project) == []

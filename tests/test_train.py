@@ -10,7 +10,7 @@ import pytest
 from stages.environment import environment
 from stages.models import build_model, learning_rate, one_hot, scale
 from stages.params import load_params
-from stages.training import fit_variant, training_batches
+from stages.training import fit_variant, training_batches, training_record
 from tests.conftest import REPO, TINY_SETTINGS, run_stage, write_params
 
 PARAMS = load_params(REPO / "params.yaml")
@@ -106,6 +106,25 @@ def test_checkpoint_keeps_the_best_epoch_not_the_last(data: dict, tmp_path: Path
     history = np.genfromtxt(tmp_path / "history.csv", delimiter=",", names=True)
     assert history["val_accuracy"][0] > 0.8 > max(history["val_accuracy"][1:])
     np.testing.assert_array_equal(saved.predict(images, verbose=0), sabotage.first)
+
+
+def test_checkpoint_last_keeps_the_final_epoch(data: dict, tmp_path: Path) -> None:
+    images = data["validation"][0].astype(np.float32) / 255.0
+    sabotage = ForgetAfterFirstEpoch(images)
+    saved = fit(data, tmp_path, epochs=3, callbacks=[sabotage], model={"checkpoint": "last"})
+    history = np.genfromtxt(tmp_path / "history.csv", delimiter=",", names=True)
+    predicted = saved.predict(images, verbose=0).argmax(axis=1)
+    accuracy = np.mean(predicted == data["validation"][1])
+    assert history["val_accuracy"][0] > 0.8 > accuracy
+    assert accuracy == pytest.approx(history["val_accuracy"][-1], abs=1e-6)
+
+
+def test_training_record_names_the_kept_epoch() -> None:
+    history = {"val_accuracy": [0.5, 0.9, 0.7], "seconds": [1.0, 1.0, 1.0]}
+    best = training_record(history, 100, 1, "best")["validation"]
+    last = training_record(history, 100, 1, "last")["validation"]
+    assert best == {"best_accuracy": 0.9, "best_epoch": 2, "kept_accuracy": 0.9, "kept_epoch": 2}
+    assert last == {"best_accuracy": 0.9, "best_epoch": 2, "kept_accuracy": 0.7, "kept_epoch": 3}
 
 
 def weights(model: keras.Model) -> list[np.ndarray]:

@@ -10,7 +10,6 @@ params and libraries it ran (stages/fingerprint.py). A study writes each record 
 finishes, so nothing finished is lost, and a rerun does only the runs that are missing or stale.
 """
 
-import copy
 import json
 import os
 import subprocess
@@ -20,7 +19,13 @@ from typing import Any, Literal
 
 from stages.errors import StageError
 from stages.files import parse_yaml
-from stages.fingerprint import STUDIED_STAGES, Reader, fingerprint, recorded_libraries
+from stages.fingerprint import (
+    STUDIED_STAGES,
+    Reader,
+    fingerprint,
+    recorded_libraries,
+    with_overrides,
+)
 from stages.paths import metrics_file, training_file
 
 LOG_LINES = 12  # of a failed run's log, shown with its error
@@ -63,9 +68,7 @@ class Run:
 
     def params(self, params: dict[str, Any]) -> dict[str, Any]:
         """params.yaml as parsed, with the recipe's overrides applied."""
-        changed = copy.deepcopy(params)
-        changed["models"][self.variant].update(self.overrides)
-        return changed
+        return with_overrides(params, self.variant, self.overrides)
 
 
 def threads_per_run(jobs: int) -> int:
