@@ -33,6 +33,7 @@ PROJECT_FILES = (
     ".dvcignore",
     ".gitignore",
     "reports/seeds.json",
+    "reports/recipe_2016.json",
 )
 
 

@@ -10,9 +10,10 @@ epochs, validation_data)`, as the 2016 scripts did, and
 its own venv (`make bench`); `--no-torch` leaves it out.
 Each measurement runs in a fresh process, in rounds that rotate which path goes first, so
 that the machine's drift falls on all alike; the medians pool every round. The table also
-gives the project's achieved GFLOP/s (6 x the multiply-adds per sample, forward plus backward,
-over the training part of the epoch, validation left out) against a ceiling measured in the
-same run: numpy float32 matrix multiply on large matrices. Results go to benchmarks/results/.
+gives the project's achieved GFLOP/s (the FLOPs a training step computes per sample,
+benchmarks/flops.py, over the training part of the epoch, validation left out) against a
+ceiling measured in the same run: numpy float32 matrix multiply on large matrices. Results go
+to benchmarks/results/.
 """
 
 import argparse
@@ -66,8 +67,9 @@ def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> di
         seconds = epoch_seconds(model_params, params.train, train, validation)
         return {key: values[1:] for key, values in seconds.items()} | {"samples": len(train[1])}
 
+    from benchmarks.flops import training_flops_per_image
     from benchmarks.training_timer import TrainingTimer
-    from stages.models import OPTIMIZERS, build_model, flops_per_image, scale
+    from stages.models import OPTIMIZERS, build_model, scale
     from stages.training import EpochTimer, fit_variant
 
     with tempfile.TemporaryDirectory() as folder:
@@ -103,7 +105,7 @@ def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> di
         "seconds": history.history["seconds"][1:],
         "train_seconds": history.history["train_seconds"][1:],
         "samples": len(train[1]),
-        "multiply_adds": flops_per_image(model) // 2,
+        "training_flops": training_flops_per_image(model),
     }
 
 
@@ -152,7 +154,7 @@ def row(variant: str, pooled: dict[str, dict], ceiling: float) -> dict:
     project = pooled["project"]
     seconds, train_seconds = medians["project"]["seconds"], medians["project"]["train_seconds"]
     samples_per_second = project["samples"] / train_seconds
-    gflops = samples_per_second * 6 * project["multiply_adds"] / 1e9
+    gflops = samples_per_second * project["training_flops"] / 1e9
     measured = {
         "variant": variant,
         "epochs_timed": len(project["seconds"]),
@@ -171,6 +173,19 @@ def row(variant: str, pooled: dict[str, dict], ceiling: float) -> dict:
         "torch_train_seconds_per_epoch": round(medians["torch"]["train_seconds"], 3),
         "torch_ratio": round(seconds / medians["torch"]["seconds"], 3),
     }
+
+
+def restate(report: dict, training_flops: dict[str, int]) -> dict:
+    """A report with GFLOP/s and the ceiling fraction counted anew from its measured samples/s,
+    for a new FLOPs count; the timings stay as they were measured."""
+    ceiling = report["matmul_ceiling_gflops"]
+    rows = []
+    for r in report["rows"]:
+        gflops = r["samples_per_second"] * training_flops[r["variant"]] / 1e9
+        rows.append(
+            r | {"gflops": round(gflops, 1), "ceiling_fraction": round(gflops / ceiling, 3)}
+        )
+    return report | {"rows": rows}
 
 
 def torch_columns(r: dict) -> str:
@@ -202,6 +217,25 @@ def table(rows: list[dict], ceiling: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def restate_results(path: Path, readme: Path | None) -> None:
+    """Rewrite the saved results and their table with today's FLOPs count."""
+    from benchmarks.flops import training_flops_per_image
+    from stages.models import build_model
+
+    params = load_params()
+    report = json.loads(path.read_text())
+    flops = {
+        r["variant"]: training_flops_per_image(build_model(params.model(r["variant"])))
+        for r in report["rows"]
+    }
+    report = restate(report, flops)
+    write_json(path, report)
+    text = table(report["rows"], report["matmul_ceiling_gflops"])
+    if readme:
+        update_readme(readme, text, block="speed-benchmark")
+    print(text)
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -224,7 +258,14 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     parser.add_argument("--readme", type=Path, help="also write the table into this README")
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch peer")
+    parser.add_argument(
+        "--restate", action="store_true", help="recount GFLOP/s of the saved results, no timing"
+    )
     args = parser.parse_args()
+
+    if args.restate:
+        restate_results(args.output, args.readme)
+        return
 
     if args.measure:
         print(json.dumps(measure(*args.measure, args.timed_epochs, args.limit)))

@@ -1,0 +1,596 @@
+"""The measured figures in the prose of docs/ are what their committed sources give.
+
+Each case is a doc, the exact text that holds the figure, and a function that writes that text
+from the source file; the test fails when the doc or the source moves without the other. Line
+breaks in a doc count as spaces. Generated blocks (`<!-- NAME:start -->`) are left to the
+commands that write them, but for docs/scaling.md's projection, which is computed from committed
+records alone. Not checked: python.md's dated install records (no committed file holds them).
+"""
+
+import json
+import math
+import re
+import subprocess
+import tomllib
+from collections.abc import Callable
+
+import pytest
+
+from benchmarks.cluster import projection
+from stages.files import parse_yaml
+from stages.report import readme_block
+from tests.conftest import REPO
+from tools.mutations import MUTATIONS
+
+# The commit that retrained the committed run on an Intel Xeon; its parent holds the AMD run.
+RETRAINED = "cbc166e"
+MNIST_TRAINING_IMAGES = 60_000
+WORDS = {3: "three"}
+
+
+def read_json(path: str) -> dict:
+    return json.loads((REPO / path).read_text())
+
+
+def committed_text(commit: str, path: str) -> str:
+    """`path` as `commit` has it."""
+    command = ["git", "show", f"{commit}:{path}"]
+    return subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True).stdout
+
+
+def params() -> dict:
+    return parse_yaml((REPO / "params.yaml").read_text())
+
+
+def train_speed() -> dict[str, dict]:
+    return {row["variant"]: row for row in read_json("benchmarks/results/train_speed.json")["rows"]}
+
+
+def pipeline() -> dict:
+    return read_json("benchmarks/results/pipeline.json")
+
+
+def stage_seconds() -> dict[str, float]:
+    return {row["stage"]: row["seconds"] for row in pipeline()["stages"]}
+
+
+def profile(variant: str) -> dict:
+    results = read_json("benchmarks/results/profile_epoch.json")
+    return next(v for v in results["variants"] if v["variant"] == variant)
+
+
+def op_share(variant: str, *ops: str) -> str:
+    shares = {row["op"]: row["share"] for row in profile(variant)["ops"]}
+    return f"{100 * sum(shares[op] for op in ops):.0f} %"
+
+
+def cluster() -> dict:
+    return read_json("benchmarks/results/cluster.json")
+
+
+def history(variant: str) -> dict:
+    return read_json(f"history/{variant}.json")
+
+
+def cpu_name(record: dict) -> str:
+    return re.sub(r"\(R\)| Processor", "", record["environment"]["cpu"]).strip()
+
+
+def lock_pin(lock: str, package: str) -> str:
+    return re.search(rf"^{package}==(\S+)", (REPO / "requirements" / lock).read_text(), re.M)[1]
+
+
+def model_md5s(lock_text: str) -> dict[str, str]:
+    stages = parse_yaml(lock_text)["stages"]
+    return {
+        out["path"]: out["md5"]
+        for stage in stages.values()
+        for out in stage.get("outs", [])
+        if out["path"].startswith("models/")
+    }
+
+
+def training_images() -> int:
+    return MNIST_TRAINING_IMAGES - params()["split"]["validation_size"]
+
+
+def batches(images: int, batch_size: int) -> int:
+    return math.ceil(images / batch_size)
+
+
+def met(value: float, target: float) -> str:
+    return "yes" if value <= target else "no"
+
+
+# performance.md
+
+
+def ratio_row(variant: str, target: float, against: str) -> str:
+    key, label = {"keras": ("ratio", "the Keras baseline"), "torch": ("torch_ratio", "PyTorch")}[
+        against
+    ]
+    ratio = train_speed()[variant][key]
+    return f"| `{variant}` ≤ {target}× {label} | {ratio:.2f}× | {met(ratio, target)} |"
+
+
+def stages_2016_row() -> str:
+    variants = params()["report"]["reference_accuracy"]
+    names = ["split", "report"] + [f"{s}@{v}" for s in ("train", "evaluate") for v in variants]
+    seconds = sum(stage_seconds()[name] for name in names)
+    return (
+        f"| the {WORDS[len(variants)]} 2016 variants, split to report, ≤ 3 minutes "
+        f"| {seconds:.0f} s | {met(seconds, 180)} |"
+    )
+
+
+def cnn_stage_row() -> str:
+    seconds = stage_seconds()["train@cnn"]
+    return f"| `train@cnn` ≤ 3 minutes | {seconds:.0f} s | {met(seconds, 180)} |"
+
+
+def no_op_row() -> str:
+    seconds = pipeline()["no_op_repro_seconds"]
+    return f"| no-op `dvc repro` ≤ 1.5 s | {seconds:.2f} s | {met(seconds, 1.5)} |"
+
+
+def memory_row() -> str:
+    peak = pipeline()["peak_mb"]
+    return f"| peak memory ≤ 1.5 GB per stage | {peak:,} MB | {met(peak, 1500)} |"
+
+
+def small_parameters() -> str:
+    return f"{read_json('metrics/small.json')['params']:,} parameters"
+
+
+def small_epoch() -> str:
+    batch_size = params()["models"]["small"]["batch_size"]
+    row = train_speed()["small"]
+    return (
+        f"{batches(training_images(), batch_size)} batches of {batch_size} in "
+        f"{row['seconds_per_epoch']:.2f} s, validation included, against "
+        f"{row['torch_seconds_per_epoch']:.2f} s for the peer"
+    )
+
+
+def small_profile() -> str:
+    median = sorted(profile("small")["epoch_seconds"])[1]
+    return (
+        f"median epoch {median:.2f} s under the profiler), {op_share('small', 'Dataset')} of "
+        f"the op time is tf.data's (`Dataset`: the shuffle of {training_images():,} indices"
+    )
+
+
+def small_profile_rest() -> str:
+    return (
+        f"{op_share('small', '_MklSoftmax')} the output layer's softmax, and "
+        f"{op_share('small', '_MklMatMul', '_MklNativeFusedMatMul')} the matrix multiplies"
+    )
+
+
+def wide_recipes() -> str:
+    models = params()["models"]
+    wide, dropout = models["wide"], models["wide_dropout"]
+    for key in ("weight_decay", "lr_schedule", "label_smoothing"):
+        assert wide[key] == dropout[key], key
+    names = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
+    return (
+        f"decoupled weight decay ({wide['weight_decay']}), a {wide['lr_schedule']} schedule and "
+        f"label smoothing ({wide['label_smoothing']}) on their optimizer "
+        f"({names[dropout['optimizer']]} for `wide_dropout`, {names[wide['optimizer']]} for `wide`)"
+    )
+
+
+def wide_baselines() -> str:
+    dropout, wide = (
+        train_speed()[v]["baseline_seconds_per_epoch"] for v in ("wide_dropout", "wide")
+    )
+    return f"Why `wide_dropout`'s baseline takes {dropout:.2f} s an epoch and `wide`'s {wide:.2f} s"
+
+
+def stages_2016() -> str:
+    s = stage_seconds()
+    evaluations = {f"{s[f'evaluate@{v}']:.0f}" for v in ("small", "wide_dropout", "wide")}
+    ends = {f"{s['split']:.0f}", f"{s['report']:.0f}"}
+    assert len(evaluations) == 1 and len(ends) == 1, (evaluations, ends)
+    return (
+        f"{s['train@small']:.0f} s of `small` ({params()['models']['small']['epochs']} epochs), "
+        f"{s['train@wide_dropout']:.0f} and {s['train@wide']:.0f} s of the wide models, three "
+        f"evaluations of {evaluations.pop()} s, {ends.pop()} s each for split and report"
+    )
+
+
+def longest_stage() -> str:
+    seconds = stage_seconds()
+    longest = max(seconds, key=seconds.get)
+    epochs = params()["models"][longest.split("@")[1]]["epochs"]
+    return f"`{longest}` is the longest stage: {epochs} epochs"
+
+
+def cnn_training() -> str:
+    record = history("cnn")
+    return (
+        f"which the committed run trained in {record['timing']['seconds']:.0f} s "
+        f"(`history/cnn.json`, on an {cpu_name(record)})"
+    )
+
+
+def steps_per_execution() -> str:
+    steps = params()["train"]["steps_per_execution"]
+    return f"`train.steps_per_execution: {steps}` runs {steps} batches"
+
+
+def validation_batches() -> str:
+    p = params()
+    size, batch = p["split"]["validation_size"], p["train"]["validation_batch_size"]
+    models = p["models"]
+    return (
+        f"`train.validation_batch_size: {batch}` validates in {batches(size, batch)} batches "
+        f"instead of {batches(size, models['small']['batch_size'])} (small) or "
+        f"{batches(size, models['wide']['batch_size'])} (wide)"
+    )
+
+
+def profiled_epochs() -> str:
+    epochs = read_json("benchmarks/results/profile_epoch.json")["epochs"]
+    return f"and then {WORDS[epochs]} epochs under TensorFlow's profiler"
+
+
+def wide_optimizers() -> str:
+    names = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
+    models = params()["models"]
+    return (
+        f"Much of the rest is Keras 3's optimizer ({names[models['wide']['optimizer']]} for "
+        f"`wide`, {names[models['wide_dropout']['optimizer']]} for `wide_dropout`)"
+    )
+
+
+def softmax_call() -> str:
+    seconds = {row["op"]: row["seconds"] for row in profile("small")["ops"]}["_MklSoftmax"]
+    calls = batches(training_images(), params()["models"]["small"]["batch_size"])
+    return f"about {1000 * seconds / calls:.1f} ms a call"
+
+
+def cnn_transform() -> str:
+    return f"(`ImageProjectiveTransformV3`) {op_share('cnn', 'ImageProjectiveTransformV3')}"
+
+
+def wall_time_target() -> str:
+    ratio = cluster()["cluster_over_queue"]
+    return f"The wall-time target is {'met' if ratio <= 1.1 else 'missed'}"
+
+
+def reused_clone() -> dict:
+    return cluster()["dask_workers_2"]["task_overhead_seconds"]["clone_reused"]
+
+
+def experiment_overhead() -> str:
+    return (
+        f"`dvc exp run` outside the epochs takes {reused_clone()['experiment']:.1f} s, as it does "
+        "for the queue's runs"
+    )
+
+
+def cluster_overhead() -> str:
+    task = reused_clone()
+    waited = "no worker waited" if task["waited"] == 0 else "workers waited"
+    return f"is about {task['task'] - task['experiment']:.0f} s a task, and {waited}"
+
+
+def cluster_training() -> str:
+    results = cluster()
+    return (
+        f"Training took {results['dask_workers_2']['training_seconds']:.0f} s on the cluster "
+        f"against {results['queue_jobs_2']['training_seconds']:.0f} s in the queue"
+    )
+
+
+def speed_rounds() -> str:
+    rounds = read_json("benchmarks/results/train_speed.json")["rounds"]
+    return f"over {WORDS[rounds]} rounds of fresh processes"
+
+
+# scaling.md
+
+
+def distribute_tolerance(name: str) -> float:
+    text = (REPO / "tests/test_distribute.py").read_text()
+    return float(re.search(rf"^{name} = (\S+)", text, re.M)[1])
+
+
+def mirrored_tolerance() -> str:
+    return f"accuracy within {100 * distribute_tolerance('TOLERANCE'):g} pp of the one-device run"
+
+
+def weight_tolerance() -> str:
+    tolerance = re.sub(r"e-0*", "e-", f"{distribute_tolerance('WEIGHT_TOLERANCE'):g}")
+    return f"within the test's {tolerance}"
+
+
+def pulled_megabytes() -> str:
+    stages = parse_yaml((REPO / "dvc.lock").read_text())["stages"]
+    size = sum(out["size"] for name in ("fetch", "split") for out in stages[name]["outs"])
+    return f"({size / 1e6:.0f} MB in `dvc.lock`)"
+
+
+# reproducibility.md and python.md: today's committed run against the AMD EPYC run before it
+
+
+def before(path: str) -> dict:
+    return json.loads(committed_text(f"{RETRAINED}~1", path))
+
+
+def models_kept() -> dict[str, bool]:
+    """Per variant, in params.yaml's order: is its model today's committed one of before?"""
+    old = model_md5s(committed_text(f"{RETRAINED}~1", "dvc.lock"))
+    new = model_md5s((REPO / "dvc.lock").read_text())
+    return {v: old[f"models/{v}.keras"] == new[f"models/{v}.keras"] for v in params()["models"]}
+
+
+def byte_identical() -> str:
+    same = [variant for variant, kept in models_kept().items() if kept]
+    return f"`{'`, `'.join(same[:-1])}` and `{same[-1]}` came out byte-identical"
+
+
+def machines() -> str:
+    old, new = before("history/wide.json"), history("wide")
+    assert old["environment"]["threads"] == new["environment"]["threads"]
+    return (
+        f"trained on a {old['environment']['cores']}-core {cpu_name(old)}, then again at the same "
+        f"params and thread count on a {new['environment']['cores']}-core {cpu_name(new)}"
+    )
+
+
+def wide_epochs() -> str:
+    old, new = before("metrics/wide.json"), read_json("metrics/wide.json")
+    return (
+        f"its best epoch is {new['validation']['best_epoch']} on the "
+        f"{cpu_name(history('wide'))} against {old['validation']['best_epoch']} on the "
+        f"{cpu_name(before('history/wide.json'))}"
+    )
+
+
+def wide_test_figures() -> tuple[str, str]:
+    """`wide`'s test accuracy and loss, today's committed run against the one before."""
+    old, new = before("metrics/wide.json")["test"], read_json("metrics/wide.json")["test"]
+    accuracy = f"{100 * new['accuracy']:.2f} %"
+    if accuracy != f"{100 * old['accuracy']:.2f} %":
+        accuracy += f" against {100 * old['accuracy']:.2f} %"
+    else:
+        accuracy += " on both"
+    return accuracy, f"{new['loss']:.5f} against {old['loss']:.5f}"
+
+
+def wide_test() -> str:
+    accuracy, loss = wide_test_figures()
+    return f"its test accuracy {accuracy}, its test loss {loss}"
+
+
+def wide_comparison() -> str:
+    old, new = (
+        before("metrics/wide.json")["validation"],
+        read_json("metrics/wide.json")["validation"],
+    )
+    accuracy, loss = wide_test_figures()
+    return (
+        f"(validation {100 * new['best_accuracy']:.2f} % against "
+        f"{100 * old['best_accuracy']:.2f} %, best epoch {new['best_epoch']} against "
+        f"{old['best_epoch']}, test accuracy {accuracy}, test loss {loss}"
+    )
+
+
+def committed_threads() -> str:
+    threads = {history(v)["environment"]["threads"] for v in params()["models"]}
+    assert len(threads) == 1, threads
+    return f"the committed run ran at {threads.pop()}"
+
+
+def requires_python() -> str:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return f'`requires-python = "{project["requires-python"]}"`'
+
+
+def makefile_pythons() -> str:
+    versions = re.search(r"^PYTHONS := (.+)$", (REPO / "Makefile").read_text(), re.M)[1].split()
+    versions = sorted(versions, key=lambda v: tuple(map(int, v.split("."))))
+    return f"CPython **{', '.join(versions[:-1])} and {versions[-1]}**"
+
+
+def pipeline_pins() -> str:
+    def pinned(package: str) -> str:
+        return lock_pin("pipeline.txt", package)
+
+    return (
+        f"TensorFlow {pinned('tensorflow-cpu')} as `tensorflow-cpu`, Keras {pinned('keras')}, "
+        f"NumPy {pinned('numpy')}, DVC {pinned('dvc')}"
+    )
+
+
+def tensorflow_minor() -> str:
+    return f"TensorFlow {lock_pin('pipeline.txt', 'tensorflow-cpu').rsplit('.', 1)[0]} among"
+
+
+def mutation_count() -> str:
+    return f"(all {len(MUTATIONS)};"
+
+
+def pin(lock: str, package: str, prefix: str = "", suffix: str = "") -> Callable[[], str]:
+    return lambda: f"{prefix}{lock_pin(lock, package)}{suffix}"
+
+
+def flops_ratios() -> str:
+    """Each training FLOPs count against the old 6 per multiply-add, from the models."""
+    from benchmarks.flops import training_flops_per_image
+    from stages.models import build_model, flops_per_image
+    from stages.params import load_params
+
+    models = {
+        v: build_model(load_params(REPO / "params.yaml").model(v)) for v in ("small", "wide", "cnn")
+    }
+    ratio = {v: training_flops_per_image(m) / (3 * flops_per_image(m)) for v, m in models.items()}
+    return (
+        f"That is {ratio['small']:.2f} × the old count of 6 per multiply-add for `small`, "
+        f"{ratio['wide']:.2f} × for the wide variants and {ratio['cnn']:.2f} × for `cnn`"
+    )
+
+
+def ceiling_fractions() -> str:
+    rows = train_speed()
+    wide, cnn = (round(100 * rows[v]["ceiling_fraction"]) for v in ("wide", "cnn"))
+    return f"`wide` and `cnn` reach {wide} and {cnn} % of numpy's matrix-multiply ceiling"
+
+
+PERFORMANCE = [
+    (
+        "That is 0.86 × the old count of 6 per multiply-add for `small`, 0.80 × for the wide "
+        "variants and 0.96 × for `cnn`",
+        flops_ratios,
+    ),
+    ("`wide` and `cnn` reach 74 and 90 % of numpy's matrix-multiply ceiling", ceiling_fractions),
+    (
+        "PyTorch 2.13.0 is the `bench` extra",
+        pin("bench.txt", "torch", "PyTorch ", " is the `bench` extra"),
+    ),
+    (
+        "Keras 3.15.1's path for arrays",
+        pin("pipeline.txt", "keras", "Keras ", "'s path for arrays"),
+    ),
+    (
+        "| `small` ≤ 0.45× the Keras baseline | 0.47× | no |",
+        lambda: ratio_row("small", 0.45, "keras"),
+    ),
+    (
+        "| `wide_dropout` ≤ 0.6× the Keras baseline | 0.78× | no |",
+        lambda: ratio_row("wide_dropout", 0.6, "keras"),
+    ),
+    ("| `wide` ≤ 0.6× the Keras baseline | 0.38× | yes |", lambda: ratio_row("wide", 0.6, "keras")),
+    ("| `small` ≤ 0.77× PyTorch | 0.79× | no |", lambda: ratio_row("small", 0.77, "torch")),
+    (
+        "| `wide_dropout` ≤ 0.77× PyTorch | 0.71× | yes |",
+        lambda: ratio_row("wide_dropout", 0.77, "torch"),
+    ),
+    ("| `wide` ≤ 0.77× PyTorch | 0.70× | yes |", lambda: ratio_row("wide", 0.77, "torch")),
+    ("| `cnn` ≤ 0.77× PyTorch | 0.64× | yes |", lambda: ratio_row("cnn", 0.77, "torch")),
+    ("| the three 2016 variants, split to report, ≤ 3 minutes | 184 s | no |", stages_2016_row),
+    ("| `train@cnn` ≤ 3 minutes | 140 s | yes |", cnn_stage_row),
+    ("| no-op `dvc repro` ≤ 1.5 s | 0.91 s | yes |", no_op_row),
+    ("| peak memory ≤ 1.5 GB per stage | 1,207 MB | yes |", memory_row),
+    ("9,474 parameters", small_parameters),
+    ("782 batches of 64 in 0.36 s, validation included, against 0.46 s for the peer", small_epoch),
+    (
+        "median epoch 0.72 s under the profiler), 38 % of the op time is tf.data's (`Dataset`: the "
+        "shuffle of 50,000 indices",
+        small_profile,
+    ),
+    ("14 % the output layer's softmax, and 29 % the matrix multiplies", small_profile_rest),
+    (
+        "decoupled weight decay (0.1), a cosine schedule and label smoothing (0.1) on their "
+        "optimizer (Adam for `wide_dropout`, RMSprop for `wide`)",
+        wide_recipes,
+    ),
+    ("Why `wide_dropout`'s baseline takes 1.58 s an epoch and `wide`'s 2.49 s", wide_baselines),
+    (
+        "73 s of `small` (120 epochs), 46 and 42 s of the wide models, three evaluations of 6 s, "
+        "2 s each for split and report",
+        stages_2016,
+    ),
+    ("`train@cnn` is the longest stage: 15 epochs", longest_stage),
+    (
+        "which the committed run trained in 142 s (`history/cnn.json`, on an Intel Xeon)",
+        cnn_training,
+    ),
+    ("`train.steps_per_execution: 128` runs 128 batches", steps_per_execution),
+    (
+        "`train.validation_batch_size: 1000` validates in 10 batches instead of 157 (small) or 79 "
+        "(wide)",
+        validation_batches,
+    ),
+    ("and then three epochs under TensorFlow's profiler", profiled_epochs),
+    (
+        "Much of the rest is Keras 3's optimizer (RMSprop for `wide`, Adam for `wide_dropout`)",
+        wide_optimizers,
+    ),
+    ("about 0.2 ms a call", softmax_call),
+    ("(`ImageProjectiveTransformV3`) 7 %", cnn_transform),
+    ("The wall-time target is met", wall_time_target),
+    (
+        "`dvc exp run` outside the epochs takes 14.2 s, as it does for the queue's runs",
+        experiment_overhead,
+    ),
+    ("is about 2 s a task, and no worker waited", cluster_overhead),
+    ("Training took 267 s on the cluster against 242 s in the queue", cluster_training),
+    ("over three rounds of fresh processes", speed_rounds),
+]
+SCALING = [
+    ("the pinned Keras 3.15.1", pin("pipeline.txt", "keras", "the pinned Keras ")),
+    (
+        '"tensorflow[and-cuda]==2.21.0"',
+        pin("pipeline.txt", "tensorflow-cpu", '"tensorflow[and-cuda]==', '"'),
+    ),
+    ("accuracy within 0.5 pp of the one-device run", mirrored_tolerance),
+    ("within the test's 1e-5", weight_tolerance),
+    ("(110 MB in `dvc.lock`)", pulled_megabytes),
+]
+REPRODUCIBILITY = [
+    (
+        "trained on a 2-core AMD EPYC, then again at the same params and thread count on a 2-core "
+        "Intel Xeon",
+        machines,
+    ),
+    ("`small`, `wide_dropout` and `cnn` came out byte-identical", byte_identical),
+    ("its best epoch is 13 on the Intel Xeon against 18 on the AMD EPYC", wide_epochs),
+    ("its test accuracy 98.71 % on both, its test loss 0.14446 against 0.14384", wide_test),
+    ("the committed run ran at 2", committed_threads),
+]
+PYTHON = [
+    ("CPython **3.11, 3.12 and 3.13**", makefile_pythons),
+    ('`requires-python = ">=3.11,<3.14"`', requires_python),
+    ("TensorFlow 2.21 among", tensorflow_minor),
+    ("TensorFlow 2.21.0 as `tensorflow-cpu`, Keras 3.15.1, NumPy 2.4.6, DVC 3.67.1", pipeline_pins),
+    (
+        "PyTorch 2.13.0, the speed benchmark's peer",
+        pin("bench.txt", "torch", "PyTorch ", ", the speed benchmark's peer"),
+    ),
+    ("`small`, `wide_dropout` and `cnn` came out byte-identical", byte_identical),
+    (
+        "(validation 98.73 % against 98.72 %, best epoch 13 against 18, test accuracy 98.71 % on "
+        "both, test loss 0.14446 against 0.14384",
+        wide_comparison,
+    ),
+]
+TESTS = [("(all 31;", mutation_count)]
+CASES = [
+    (doc, snippet, expected)
+    for doc, cases in (
+        ("performance.md", PERFORMANCE),
+        ("scaling.md", SCALING),
+        ("reproducibility.md", REPRODUCIBILITY),
+        ("python.md", PYTHON),
+        ("tests.md", TESTS),
+    )
+    for snippet, expected in cases
+]  # fmt: skip
+
+
+def prose(doc: str) -> str:
+    """The doc with its line breaks and indents read as single spaces."""
+    return " ".join((REPO / "docs" / doc).read_text().split())
+
+
+@pytest.mark.parametrize(("doc", "snippet", "expected"), CASES, ids=[c[1][:50] for c in CASES])
+def test_a_figure_in_the_docs_is_what_its_source_gives(
+    doc: str, snippet: str, expected: Callable[[], object]
+) -> None:
+    assert snippet in prose(doc), f"docs/{doc} no longer says: {snippet}"
+    assert snippet == expected(), f"docs/{doc} says {snippet!r}; its source gives {expected()!r}"
+
+
+def test_only_wide_changed_between_the_two_machines() -> None:
+    """The docs name three byte-identical models and `wide` as the one that moved."""
+    assert [variant for variant, kept in models_kept().items() if not kept] == ["wide"]
+
+
+def test_the_scaling_projection_is_what_the_committed_records_give() -> None:
+    """docs/scaling.md's projection: benchmarks.cluster's own table from cluster.json and the
+    committed records (reports/seeds.json, reports/sweep.json); regenerate it after a study."""
+    doc = (REPO / "docs/scaling.md").read_text()
+    assert readme_block("cluster-projection").search(doc)[2] == projection(cluster())
