@@ -31,7 +31,7 @@ from tests.conftest import (
     yaml_text,
 )
 from tools.experiments import Run, threads_per_run
-from tools.sweep import comparison_table, planned_runs, ranking, sweep_table
+from tools.sweep import comparison_table, planned_runs, ranking, status_line, sweep_table
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
 
@@ -189,11 +189,13 @@ def locked_versions() -> dict[str, str]:
 
 
 def test_params_hold_the_recipe_that_won_on_validation() -> None:
-    """The committed sweep ran every recipe over every seed on today's code, params and the
-    lock's libraries (on one thread count and instruction set, so its table pools them all)."""
+    """The committed sweep ran every recipe over every seed on the lock's libraries (on one
+    thread count and instruction set, so its table pools them all); docs/tuning.md says which
+    of its runs today's code, params and libraries would redo."""
     space = parse_yaml((REPO / "tools/sweep.yaml").read_text())
     records = {r["name"]: r for r in json.loads((REPO / "reports/sweep.json").read_text())}
     params = repo_params()
+    stale = []
     for planned in planned_runs(space):
         record = records[planned.name]
         libraries = recorded_libraries(record["environment"])
@@ -201,8 +203,11 @@ def test_params_hold_the_recipe_that_won_on_validation() -> None:
         current = fingerprint(
             planned.variant, planned.params(params), read_repo, libraries, planned.stages
         )
-        assert record["fingerprint"] == current, planned.name
+        stale += [] if record["fingerprint"] == current else [planned.name]
         assert "test_accuracy" not in record
+    doc = (REPO / "docs/tuning.md").read_text()
+    status = status_line(stale, len(planned_runs(space)))
+    assert readme_block("sweep-status").search(doc)[2] == status
     assert len({like_key(record) for record in records.values()}) == 1
     ranked = ranking([records[planned.name] for planned in planned_runs(space)])
     for variant, rows in ranked.items():
@@ -230,6 +235,13 @@ def test_tuning_md_holds_the_tables_of_the_committed_sweep() -> None:
     doc = (REPO / "docs/tuning.md").read_text()
     assert readme_block("sweep").search(doc)[2] == sweep_table(ranked) + f"\n{line}\n"
     assert readme_block("sweep-tests").search(doc)[2] == comparison_table(ranked)
+
+
+def test_the_sweep_status_counts_the_runs_that_are_not_current() -> None:
+    assert status_line([], 45) == ""
+    assert status_line(["sweep-wide-a-s1"], 45).startswith(
+        "1 of 45 sweep runs are missing or stale"
+    )
 
 
 def test_each_winner_is_tested_against_every_other_recipe_with_holm_over_the_sweep() -> None:

@@ -18,8 +18,9 @@ from typing import Any
 
 from stages.errors import StageError, run_stage
 from stages.files import parse_yaml
+from stages.fingerprint import fingerprint, installed_libraries, read_workspace
 from stages.params import load_params, parse_params
-from stages.records import like_group
+from stages.records import SWEEP_FIELDS, like_group, read_records
 from stages.report import holm, mean_std, p_text, update_readme, welch
 from tools.cluster import scheduler_address
 from tools.experiments import Run
@@ -124,6 +125,30 @@ def comparison_table(ranked: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def stale_runs(
+    records: list[dict[str, Any]], runs: list[Run], params: dict[str, Any], libraries: dict
+) -> list[str]:
+    """The planned runs without a record made by today's code, params and `libraries`."""
+    made = {record["name"]: record["fingerprint"] for record in records}
+    return [
+        run.name
+        for run in runs
+        if made.get(run.name)
+        != fingerprint(run.variant, run.params(params), read_workspace, libraries, run.stages)
+    ]
+
+
+def status_line(stale: list[str], planned: int) -> str:
+    """Nothing when every run is current; else how many are not, and what redoes them."""
+    if not stale:
+        return ""
+    return (
+        f"{len(stale)} of {planned} sweep runs are missing or stale (made by other code, params "
+        "or libraries than today's): the tables below are of the code that made them until "
+        f"`python -m tools.sweep --readme docs/tuning.md` redoes them.\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
@@ -133,6 +158,9 @@ def main() -> None:
         "--scheduler", help="a Dask scheduler's address: one task a run, on its workers"
     )
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    parser.add_argument(
+        "--status", action="store_true", help="only say which runs are stale (into --readme)"
+    )
     args = parser.parse_args()
 
     load_params()
@@ -140,6 +168,10 @@ def main() -> None:
     space = parse_yaml(args.space.read_text())
     check_space(space, params)
     runs = planned_runs(space)
+    if args.status:
+        records = read_records(args.output, HINT, SWEEP_FIELDS)
+        write_status(stale_runs(records, runs, params, installed_libraries()), runs, args.readme)
+        return
     order = [run.name for run in runs]
     records = run_study(
         runs,
@@ -156,7 +188,15 @@ def main() -> None:
     if args.readme:
         update_readme(args.readme, table, block="sweep")
         update_readme(args.readme, comparisons, block="sweep-tests")
+        write_status([], runs, args.readme)
     print(table + "\n" + comparisons)
+
+
+def write_status(stale: list[str], runs: list[Run], readme: Path | None) -> None:
+    line = status_line(stale, len(runs))
+    if readme:
+        update_readme(readme, line, block="sweep-status")
+    print(line or f"all {len(runs)} sweep runs are current")
 
 
 if __name__ == "__main__":
