@@ -310,7 +310,7 @@ def test_a_failed_push_is_tried_again_never_the_training_and_keeps_the_record(
     """`origin` gone from the run's start of training until after the study: the push is tried
     three times, the training once; the record is kept, and the hint's push works later."""
     head = head_copy(remotes, tmp_path)
-    study, _ = study_in_training(head, remotes, cluster, "9")
+    study, _ = study_in_training(head, remotes, cluster, "14")
     moved = remotes.origin.with_name("origin-away.git")
     remotes.origin.rename(moved)
     try:
@@ -318,15 +318,15 @@ def test_a_failed_push_is_tried_again_never_the_training_and_keeps_the_record(
     finally:
         moved.rename(remotes.origin)
     result = subprocess.CompletedProcess(study.args, study.returncode, stdout, stderr)
-    assert_fails_cleanly(result, "1 run(s) recorded but not pushed to origin (seed-wide-s9)")
-    assert stdout.count("seed-wide-s9: test accuracy") == 1  # trained once, never retried
+    assert_fails_cleanly(result, "1 run(s) recorded but not pushed to origin (seed-wide-s14)")
+    assert stdout.count("seed-wide-s14: test accuracy") == 1  # trained once, never retried
     assert "push tried 3 times" in stdout
-    assert [r["name"] for r in read_records(head)] == ["seed-wide-s9"]
+    assert [r["name"] for r in read_records(head)] == ["seed-wide-s14"]
     hint = stderr.strip().splitlines()[-1].split("hint: on each run's worker, ")[1].rstrip(")")
     clone = hint.split("cd ")[1].split(" && ")[0]
-    dvc_with(remotes, "exp", "push", "origin", "seed-wide-s9", cwd=Path(clone))
+    dvc_with(remotes, "exp", "push", "origin", "seed-wide-s14", cwd=Path(clone))
     pushed = [ref.rsplit("/", 1)[-1] for ref in git("ls-remote", "origin", cwd=head).split()]
-    assert pushed.count("seed-wide-s9") == 1
+    assert pushed.count("seed-wide-s14") == 1
 
 
 Breakage = Callable[[Path, dict[str, str]], None]

@@ -176,7 +176,7 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(
     outputs = run_two_workers(command, [chief, worker], temporary)
     for output in outputs:
         assert "multi_worker strategy: 2 replica(s)" in output
-    assert "saved models/wide.keras" in outputs[0]
+    assert "to models/wide.keras" in outputs[0]
     assert "trained as a worker" in outputs[1]
 
     assert files_in(worker) == before, "the non-chief wrote into its project"

@@ -69,7 +69,8 @@ def cluster() -> dict:
 
 
 def history(variant: str) -> dict:
-    return read_json(f"history/{variant}.json")
+    """The committed run's train record: HEAD's, as a local `make repro` rewrites its timings."""
+    return json.loads(committed_text("HEAD", f"history/{variant}.json"))
 
 
 def cpu_name(record: dict) -> str:

@@ -67,9 +67,12 @@ def test_every_run_is_an_experiment_that_dvc_exp_show_lists(seed_study: Path) ->
             == (record["test_accuracy"])
         )
         validation = metrics[f"metrics/train/{variant}.json"]["data"]["validation"]
+        assert record["kept_epoch"] == record["best_epoch"]  # checkpoint: best
         assert validation == {
             "best_accuracy": record["val_accuracy"],
             "best_epoch": record["best_epoch"],
+            "kept_accuracy": record["val_accuracy"],
+            "kept_epoch": record["kept_epoch"],
         }
         assert record["threads"] == threads_per_run(2) == record["environment"]["threads"]
         # Only this variant's stages ran: the others keep the committed run's seed in dvc.lock.
@@ -143,7 +146,7 @@ def test_a_foreground_run_gives_the_studys_record(seed_copy: Path) -> None:
     dvc("exp", "remove", "seed-wide-s9", cwd=seed_copy)
     script = (
         "import json; from tools.experiments import Run, run_experiment; "
-        "print(json.dumps(run_experiment(Run('wide', 2), 1)))"
+        "print(json.dumps(run_experiment(Run('wide', 9), 1)))"
     )
     foreground = json.loads(run([sys.executable, "-c", script], cwd=seed_copy).stdout)
     timings = ("train_seconds", "experiment")

@@ -92,7 +92,7 @@ MUTATIONS = (
     Mutation(
         "checkpoint saves every epoch, not the best",
         "stages/training.py",
-        "save_best_only=True",
+        'save_best_only=model_params.checkpoint == "best"',
         "save_best_only=False",
         ("tests/test_train.py::test_checkpoint_keeps_the_best_epoch_not_the_last",),
     ),
@@ -211,8 +211,8 @@ MUTATIONS = (
     Mutation(
         "stale seed records counted",
         "stages/report.py",
-        'if r["fingerprint"] == fingerprints.get(r["variant"], "-")]',
-        'if r["variant"] in fingerprints]',
+        'if r["fingerprint"] == fingerprints.get(r["variant"], "-") and r["seed"] in seeds',
+        'if r["variant"] in fingerprints and r["seed"] in seeds',
         ("tests/test_report.py",),
     ),
     Mutation(
