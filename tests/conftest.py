@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-SHARED_SETUPS = ("tiny_project", "queued_experiments", "seed_study")  # see `built_once`
+SHARED_SETUPS = ("tiny_project", "seed_study")  # see `built_once`
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -211,6 +210,11 @@ TINY_SETTINGS = {
     "models.wide_dropout.epochs": 2,
     "models.wide.epochs": 1,
     "models.cnn.epochs": 1,
+    # Narrower than the real ones: most of the suite's time is training, not what it tests.
+    "models.wide_dropout.hidden_units": [64, 64],
+    "models.wide.hidden_units": [64, 64],
+    "models.cnn.conv_filters": [8, 16],
+    "models.cnn.hidden_units": [32],
 }
 
 
@@ -262,54 +266,6 @@ def tiny_project(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Pa
     built, _ = built_once("tiny", run_pipeline, tmp_path_factory, worker_id)
     folder = tmp_path_factory.mktemp("tiny") / "project"
     return Path(shutil.copytree(built, folder, symlinks=True))
-
-
-QUEUED_DROPOUTS = ("0.1", "0.3")  # experiments drop1 and drop3 of models.wide, as docs/scaling.md
-
-
-def queue_states(project: Path) -> str:
-    return dvc("queue", "status", cwd=project).stdout
-
-
-@pytest.fixture(scope="session")
-def queued_experiments(
-    tiny_project: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str
-) -> tuple[Path, int]:
-    """Two experiments of the tiny pipeline run by `dvc queue start -j 2`, in a copy.
-
-    Returns the project and the most experiments seen running at once. Tests only read it.
-    """
-
-    def run_queue(project: Path) -> int:
-        shutil.copytree(tiny_project, project, symlinks=True)
-        for dropout in QUEUED_DROPOUTS:
-            dvc(
-                "exp", "run", "--queue", "-n", f"drop{dropout[-1]}",
-                "-S", f"models.wide.dropout={dropout}",
-                cwd=project,
-            )  # fmt: skip
-        # Not through a pipe: the detached queue workers inherit the output, and reading a pipe
-        # to its end would wait for them to finish the whole queue.
-        subprocess.run(
-            [str(BIN / "dvc"), "queue", "start", "-j", "2"],
-            cwd=project,
-            env=subprocess_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=True,
-        )
-        most_running = 0
-        try:
-            deadline = time.monotonic() + 1800  # a guard against a hung queue, not a timing check
-            while "Queued" in (states := queue_states(project)) or "Running" in states:
-                most_running = max(most_running, states.count("Running"))
-                assert time.monotonic() < deadline, states
-                time.sleep(5)  # each `dvc queue status` takes about a second of CPU
-        finally:
-            dvc("queue", "stop", "--kill", cwd=project, check=False)
-        return most_running
-
-    return built_once("queue", run_queue, tmp_path_factory, worker_id)
 
 
 @pytest.fixture

@@ -210,13 +210,12 @@ def locked_outputs(project: Path) -> dict[str, str]:
 def test_forced_rerun_leaves_models_and_metrics_byte_identical(tiny_copy: Path) -> None:
     project = tiny_copy
     before = locked_outputs(project)
-    stages = ("train@small", "evaluate@small", "train@wide_dropout", "evaluate@wide_dropout")
+    stages = ("train@wide_dropout", "evaluate@wide_dropout")  # dropout: random, yet repeatable
     output = dvc("repro", "-f", "-s", *stages, cwd=project).stdout
     assert output.count("Running stage") == len(stages)
     after = locked_outputs(project)
-    for variant in ("small", "wide_dropout"):
-        assert after[f"models/{variant}.keras"] == before[f"models/{variant}.keras"]
-        assert after[f"metrics/{variant}.json"] == before[f"metrics/{variant}.json"]
-        assert after[f"history/{variant}.csv"] != before[f"history/{variant}.csv"]  # timings
+    for output in ("models/wide_dropout.keras", "metrics/wide_dropout.json"):
+        assert after[output] == before[output]
+    assert after["history/wide_dropout.csv"] != before["history/wide_dropout.csv"]  # timings
     assert run(["git", "status", "--porcelain", "metrics", "plots"], cwd=project).stdout == ""
     assert dvc("metrics", "diff", cwd=project).stdout == ""

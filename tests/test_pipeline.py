@@ -22,8 +22,12 @@ from tests.conftest import TINY_SETTINGS as TINY
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
 
 VARIANTS = tuple(repo_params()["models"])
-PARAM_COUNTS = {"small": 9474, "wide_dropout": 669_706, "wide": 669_706, "cnn": 184_586}
-FLOPS = {"small": 103_488, "wide_dropout": 1_337_344, "wide": 1_337_344, "cnn": 7_739_904}
+# The tiny pipeline's models (TINY_SETTINGS: 64 units, cnn 8 and 16 filters and 32 units); the
+# real ones are pinned in test_models.py. wide: 784*64+64 + 64*64+64 + 64*10+10 weights and
+# 2 * (784*64 + 64*64 + 64*10) FLOPs; cnn: 5*5*8+8 + 5*5*8*16+16 + 256*32+32 + 32*10+10, and
+# 2 * (24*24*25*8 + 8*8*25*8*16 + 256*32 + 32*10).
+PARAM_COUNTS = {"small": 9474, "wide_dropout": 55_050, "wide": 55_050, "cnn": 11_978}
+FLOPS = {"small": 103_488, "wide_dropout": 109_824, "wide": 109_824, "cnn": 657_024}
 
 
 @pytest.fixture

@@ -111,26 +111,25 @@ def test_docs_render_writes_the_readme_pictures(tiny_copy: Path) -> None:
         assert width > 300 and height > 300
 
 
-def test_two_experiments_compared_with_dvc(
-    queued_experiments: tuple[Path, int], tmp_path: Path
-) -> None:
-    """The README's recipe on two of the queued experiments: exp show, the diffs, plots diff."""
-    project, _ = queued_experiments
+def test_two_experiments_compared_with_dvc(seed_study: Path, tmp_path: Path) -> None:
+    """The README's recipe on two experiments of the seed study, which differ in `train.seed`
+    and retrained `wide` alone: exp show, the diffs, plots diff."""
+    project = seed_study
     changed = dvc("exp", "show", "--only-changed", "--csv", cwd=project).stdout
     header = changed.splitlines()[0].split(",")
-    assert "models.wide.dropout" in header and "models.small.epochs" not in header
-    params_diff = dvc("params", "diff", "drop1", "drop3", cwd=project).stdout
-    assert re.search(r"models\.wide\.dropout\s+0\.1\s+0\.3", params_diff)
-    exp_diff = dvc("exp", "diff", "drop1", "drop3", cwd=project).stdout
-    assert re.search(r"models\.wide\.dropout\s+0\.1\s+0\.3", exp_diff)
-    metrics_diff = dvc("metrics", "diff", "drop1", "drop3", cwd=project).stdout
+    assert "train.seed" in header and "models.small.epochs" not in header
+    params_diff = dvc("params", "diff", "seed-wide-s8", "seed-wide-s9", cwd=project).stdout
+    assert re.search(r"train\.seed\s+8\s+9", params_diff)
+    exp_diff = dvc("exp", "diff", "seed-wide-s8", "seed-wide-s9", cwd=project).stdout
+    assert re.search(r"train\.seed\s+8\s+9", exp_diff)
+    metrics_diff = dvc("metrics", "diff", "seed-wide-s8", "seed-wide-s9", cwd=project).stdout
     assert re.search(r"metrics/wide\.json\s+test\.accuracy", metrics_diff)
     assert "metrics/small.json" not in metrics_diff
 
-    dvc("plots", "diff", "drop1", "drop3", "-o", str(tmp_path / "diff"), cwd=project)
+    dvc("plots", "diff", "seed-wide-s8", "seed-wide-s9", "-o", str(tmp_path / "diff"), cwd=project)
     page = tmp_path / "diff" / "index.html"
     html = page.read_text()
-    assert '"rev": "drop1"' in html and '"rev": "drop3"' in html
+    assert '"rev": "seed-wide-s8"' in html and '"rev": "seed-wide-s9"' in html
     state = render_in_chromium(page, expected_charts=CHARTS, workdir=tmp_path)
     assert_rendered_offline(state, charts=CHARTS, images=4 * len(VARIANTS))
 

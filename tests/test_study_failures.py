@@ -3,6 +3,7 @@ the user's own DVC queue beside it, bad input. Each fails in one line, keeps the
 and leaves no run behind; each runs the real stages on the tiny pipeline in a copy, on a real
 LocalCluster."""
 
+import csv
 import json
 import shutil
 import signal
@@ -90,16 +91,22 @@ def experiment_names(project: Path) -> list[str]:
 def test_a_study_stopped_by_ctrl_c_keeps_finished_runs_and_the_rerun_does_the_rest(
     tiny_project: Path, tmp_path: Path
 ) -> None:
+    """Ctrl-C once the first run is recorded and the second trains: the second stops with the
+    study, the first is kept, and the same command does the second."""
     project = study_copy(tiny_project, tmp_path)
     process = start_study(project, "--seeds", "8", "9", "--variants", "wide", "--jobs", "1")
-    wait_until(lambda: (project / "reports/seeds.json").exists(), process)
+    wait_until(lambda: (project / "reports/seeds.json").exists() and training(project), process)
+    runs = run_processes(project)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, stderr
     assert "Traceback" not in stderr
     assert "error: interrupted: 1 record(s) kept" in stderr.splitlines()[-1]
+    _, left = psutil.wait_procs(runs, timeout=30)
+    assert alive(left) == []  # the training stopped with the study
     kept = read_records(project)
     assert [r["name"] for r in kept] == ["seed-wide-s8"]
+    assert experiment_names(project) == ["seed-wide-s8"]
 
     rerun = run(seed_study_command("--seeds", "8", "9", "--variants", "wide"), cwd=project).stdout
     assert "1 runs to do, 1 recorded" in rerun
@@ -109,7 +116,7 @@ def test_a_study_stopped_by_ctrl_c_keeps_finished_runs_and_the_rerun_does_the_re
 
 
 @pytest.mark.usefixtures("ctrl_c_enabled")
-@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP])  # SIGINT: above
 def test_a_signal_mid_training_stops_every_run_and_keeps_the_records_file(
     tiny_project: Path, tmp_path: Path, signal_number: int
 ) -> None:
@@ -171,8 +178,9 @@ def test_a_study_beside_the_users_own_dvc_queue_leaves_it_alone(
     tiny_project: Path, tmp_path: Path
 ) -> None:
     project = study_copy(tiny_project, tmp_path)
-    dvc("exp", "run", "--queue", "-n", "mine", "-S", "models.wide.dropout=0.2", "train@wide",
-        cwd=project)  # fmt: skip
+    (project / "reports/seeds.json").write_text("[]\n")  # the report stage reads it
+    commit_all(project, "an empty records file")
+    dvc("exp", "run", "--queue", "-n", "drop1", "-S", "models.wide.dropout=0.1", cwd=project)
     subprocess.run(
         [str(BIN / "dvc"), "queue", "start", "-j", "1"], cwd=project, env=subprocess_env(),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
@@ -181,14 +189,18 @@ def test_a_study_beside_the_users_own_dvc_queue_leaves_it_alone(
         study = run(seed_study_command("--seeds", "8", "--variants", "wide"), cwd=project)
         assert "1 runs to do, 0 recorded" in study.stdout
         deadline = time.monotonic() + GUARD_SECONDS
-        while "mine" not in experiment_names(project):
-            states = dvc("queue", "status", cwd=project).stdout
+        while "Success" not in (states := dvc("queue", "status", cwd=project).stdout):
             assert "Failed" not in states and time.monotonic() < deadline, states
             time.sleep(2)
     finally:
         dvc("queue", "stop", "--kill", cwd=project, check=False)
-    assert experiment_names(project) == ["mine", "seed-wide-s8"]
+    assert experiment_names(project) == ["drop1", "seed-wide-s8"]
     assert [r["name"] for r in read_records(project)] == ["seed-wide-s8"]
+    # The queued experiment of docs/scaling.md, with its params and its metrics.
+    rows = csv.DictReader(dvc("exp", "show", "--csv", cwd=project).stdout.splitlines())
+    [mine] = [row for row in rows if row["Experiment"] == "drop1"]
+    assert (mine["models.wide.dropout"], mine["train.threads"]) == ("0.1", "1")
+    assert float(mine["metrics/wide.json:test.accuracy"]) > 0.9
 
 
 def test_uncommitted_changes_fail_in_one_line_before_any_run(

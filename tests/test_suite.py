@@ -32,13 +32,12 @@ def test_each_part_starts_with_the_files_that_build_the_shared_setups(
     request: pytest.FixtureRequest,
 ) -> None:
     """The unit-level part starts with a file that builds the tiny pipeline; the slow part
-    with the two files that build the study fixtures (see `file_ranks`)."""
+    with the file that builds the seed study (see `file_ranks`)."""
     items = request.session.items
     unit = [item for item in items if not is_slow(item)]
     slow = [item for item in items if is_slow(item)]
     assert {"tiny_project"} & fixtures_of(unit) <= fixtures_of(first_files(unit, 1))
-    studies = {"queued_experiments", "seed_study"} & fixtures_of(slow)
-    assert studies <= fixtures_of(first_files(slow, 2))
+    assert {"seed_study"} & fixtures_of(slow) <= fixtures_of(first_files(slow, 1))
 
 
 class FakeItem:
@@ -58,9 +57,9 @@ def test_a_file_goes_last_only_for_a_setup_that_its_own_part_builds() -> None:
         FakeItem("unit_builds_tiny.py", ("tiny_project",), slow=False),
         FakeItem("unit_plain.py", (), slow=False),
         FakeItem("unit_reuses_tiny.py", ("tiny_project",), slow=False),
-        FakeItem("slow_builds_queue.py", ("tiny_project", "queued_experiments"), slow=True),
+        FakeItem("slow_builds_study.py", ("tiny_project", "seed_study"), slow=True),
         FakeItem("slow_uses_tiny.py", ("tiny_project",), slow=True),
-        FakeItem("slow_reuses_queue.py", ("tiny_project", "queued_experiments"), slow=True),
+        FakeItem("slow_reuses_study.py", ("tiny_project", "seed_study"), slow=True),
         FakeItem("slow_plain.py", (), slow=True),
     ]
     ranks = {path.name: rank for path, rank in file_ranks(items).items()}
@@ -68,9 +67,9 @@ def test_a_file_goes_last_only_for_a_setup_that_its_own_part_builds() -> None:
         "unit_builds_tiny.py": 0,
         "unit_plain.py": 1,
         "unit_reuses_tiny.py": 2,
-        "slow_builds_queue.py": 0,
+        "slow_builds_study.py": 0,
         "slow_uses_tiny.py": 1,
-        "slow_reuses_queue.py": 2,
+        "slow_reuses_study.py": 2,
         "slow_plain.py": 1,
     }
 
