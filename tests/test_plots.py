@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
-from tests.conftest import REPO, dvc, repo_params, run
+from tests.conftest import REPO, SEEDS, dvc, repo_params, run
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
 
@@ -115,21 +115,21 @@ def test_two_experiments_compared_with_dvc(seed_study: Path, tmp_path: Path) -> 
     """The README's recipe on two experiments of the seed study, which differ in `train.seed`
     and retrained `wide` alone: exp show, the diffs, plots diff."""
     project = seed_study
+    first, second = (f"seed-wide-s{seed}" for seed in SEEDS)
+    seeds_changed = rf"train\.seed\s+{SEEDS[0]}\s+{SEEDS[1]}"
     changed = dvc("exp", "show", "--only-changed", "--csv", cwd=project).stdout
     header = changed.splitlines()[0].split(",")
     assert "train.seed" in header and "models.small.epochs" not in header
-    params_diff = dvc("params", "diff", "seed-wide-s8", "seed-wide-s9", cwd=project).stdout
-    assert re.search(r"train\.seed\s+8\s+9", params_diff)
-    exp_diff = dvc("exp", "diff", "seed-wide-s8", "seed-wide-s9", cwd=project).stdout
-    assert re.search(r"train\.seed\s+8\s+9", exp_diff)
-    metrics_diff = dvc("metrics", "diff", "seed-wide-s8", "seed-wide-s9", cwd=project).stdout
+    assert re.search(seeds_changed, dvc("params", "diff", first, second, cwd=project).stdout)
+    assert re.search(seeds_changed, dvc("exp", "diff", first, second, cwd=project).stdout)
+    metrics_diff = dvc("metrics", "diff", first, second, cwd=project).stdout
     assert re.search(r"metrics/wide\.json\s+test\.accuracy", metrics_diff)
     assert "metrics/small.json" not in metrics_diff
 
-    dvc("plots", "diff", "seed-wide-s8", "seed-wide-s9", "-o", str(tmp_path / "diff"), cwd=project)
+    dvc("plots", "diff", first, second, "-o", str(tmp_path / "diff"), cwd=project)
     page = tmp_path / "diff" / "index.html"
     html = page.read_text()
-    assert '"rev": "seed-wide-s8"' in html and '"rev": "seed-wide-s9"' in html
+    assert f'"rev": "{first}"' in html and f'"rev": "{second}"' in html
     state = render_in_chromium(page, expected_charts=CHARTS, workdir=tmp_path)
     assert_rendered_offline(state, charts=CHARTS, images=4 * len(VARIANTS))
 
