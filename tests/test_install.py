@@ -65,3 +65,12 @@ def test_make_lock_resolves_pyproject_to_the_committed_locks(tmp_path: Path) -> 
     assert result.stdout.splitlines() == [f"wrote {lock}" for lock in LOCKED]
     for lock in LOCKED:
         assert (tmp_path / lock).read_text() == (REPO / lock).read_text(), lock
+
+
+def test_dvc_parses_its_yaml_files_with_ruamel_yamls_c_parser() -> None:
+    """The lock holds ruamel.yaml.clib (an extra of ruamel.yaml since 0.19.1), which DVC's safe
+    loads of dvc.yaml and dvc.lock use; without it each `dvc exp run` parses in pure Python."""
+    from ruamel.yaml import YAML
+
+    assert "ruamel-yaml-clib" in pins(PIPELINE_LOCK)
+    assert YAML(typ="safe").Parser.__module__ == "ruamel.yaml.clib._ruamel_yaml"
