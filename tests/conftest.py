@@ -275,7 +275,7 @@ def tiny_copy(tiny_project: Path, tmp_path: Path) -> Path:
 
 
 SEEDS = ("8", "9")
-VARIANTS = ("small", "wide")
+VARIANTS = ("wide",)
 
 
 def seed_study_command(*args: str) -> list[str]:
@@ -301,13 +301,13 @@ def experiments(project: Path) -> dict[str, dict]:
 def seed_study(
     tiny_project: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str
 ) -> Path:
-    """The seed study of two variants over two seeds, in a copy of the tiny pipeline."""
+    """The seed study of one variant over two seeds, in a copy of the tiny pipeline."""
 
     def run_study(project: Path) -> None:
         shutil.copytree(tiny_project, project, symlinks=True)
         (project / "reports/seeds.json").unlink()
         command = seed_study_command("--seeds", *SEEDS, "--variants", *VARIANTS, "--jobs", "2")
-        assert "4 runs to do, 0 recorded" in run(command, cwd=project).stdout
+        assert "2 runs to do, 0 recorded" in run(command, cwd=project).stdout
 
     return built_once("seeds", run_study, tmp_path_factory, worker_id)[0]
 

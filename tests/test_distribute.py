@@ -163,13 +163,12 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(
     split_project: Path, tmp_path: Path
 ) -> None:
     """Two processes, each in its own copy of the project (two machines), one TF_CONFIG cluster."""
-    machines = []
-    for name in ("chief", "worker", "alone"):
-        machine = Path(shutil.copytree(split_project, tmp_path / name, symlinks=True))
-        write_params(machine, TWO_WORKERS)
-        run_stage("split", cwd=machine)
-        machines.append(machine)
-    chief, worker, alone = machines
+    chief = Path(shutil.copytree(split_project, tmp_path / "chief", symlinks=True))
+    write_params(chief, TWO_WORKERS)
+    run_stage("split", cwd=chief)
+    worker, alone = (
+        Path(shutil.copytree(chief, tmp_path / name, symlinks=True)) for name in ("worker", "alone")
+    )
     before = files_in(worker)
     temporary = [tmp_path / "tmp-chief", tmp_path / "tmp-worker"]
     command = [sys.executable, "-m", "stages.train", "wide"]
@@ -181,9 +180,7 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(
 
     assert files_in(worker) == before, "the non-chief wrote into its project"
     assert list(temporary[1].iterdir()) == [], "the non-chief left its temporary folder"
-    run_stage("evaluate", "wide", cwd=chief)
-    metrics = json.loads((chief / "metrics" / "wide.json").read_text())
-    assert metrics["test"]["accuracy"] > 0.9  # chance is 0.1
+    assert best_val_accuracy(chief, "wide") > 0.9  # chance is 0.1
 
     write_params(alone, {**TWO_WORKERS, "train.strategy": "default"})
     run_stage("train", "wide", cwd=alone)

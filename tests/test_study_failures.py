@@ -88,13 +88,19 @@ def experiment_names(project: Path) -> list[str]:
 
 
 @pytest.mark.usefixtures("ctrl_c_enabled")
-def test_a_study_stopped_by_ctrl_c_keeps_finished_runs_and_the_rerun_does_the_rest(
+def test_a_second_study_refuses_and_ctrl_c_keeps_the_finished_runs_for_the_rerun(
     tiny_project: Path, tmp_path: Path
 ) -> None:
-    """Ctrl-C once the first run is recorded and the second trains: the second stops with the
+    """While the first run trains, a second study in the same project refuses in one line.
+    Ctrl-C once the first run is recorded and the second trains: the second stops with the
     study, the first is kept, and the same command does the second."""
     project = study_copy(tiny_project, tmp_path)
     process = start_study(project, "--seeds", "8", "9", "--variants", "wide", "--jobs", "1")
+    wait_until(lambda: training(project), process)
+    second = run(
+        seed_study_command("--seeds", "10", "--variants", "small"), cwd=project, check=False
+    )
+    assert_fails_cleanly(second, f"another study is running in this project (pid {process.pid})")
     wait_until(lambda: (project / "reports/seeds.json").exists() and training(project), process)
     runs = run_processes(project)
     process.send_signal(signal.SIGINT)
@@ -139,14 +145,19 @@ def test_a_signal_mid_training_stops_every_run_and_keeps_the_records_file(
 
 
 def test_a_failed_run_sends_no_more_and_names_itself(tiny_project: Path, tmp_path: Path) -> None:
-    """Seed 8 fails at once, seed 9 trains slowly meanwhile and is kept, seed 10 never starts."""
+    """Seed 8 fails at once, seed 9 trains only once seed 8 has failed and is kept, seed 10
+    never starts."""
     project = study_copy(tiny_project, tmp_path)
+    failed = tmp_path / "seed-8-failed"  # outside the workers' clones, which both can see
     training_module = project / "stages/training.py"
     training_module.write_text(
         training_module.read_text().replace(
             "    if not is_chief(params.train):",
-            "    if params.train.seed == 8:\n        raise ValueError('seed 8 breaks')\n"
-            "    time.sleep(30)\n"
+            "    if params.train.seed == 8:\n"
+            f"        Path({str(failed)!r}).touch()\n"
+            "        raise ValueError('seed 8 breaks')\n"
+            f"    while not Path({str(failed)!r}).exists():\n"
+            "        time.sleep(0.1)\n"
             "    if not is_chief(params.train):",
         )
     )
@@ -157,21 +168,6 @@ def test_a_failed_run_sends_no_more_and_names_itself(tiny_project: Path, tmp_pat
     assert "seed-wide-s8 | ValueError: seed 8 breaks" in result.stderr
     assert [r["name"] for r in read_records(project)] == ["seed-wide-s9"]  # it finished
     assert experiment_names(project) == ["seed-wide-s9"]  # seed 10 never ran
-
-
-def test_a_second_study_in_the_same_project_refuses_in_one_line(
-    tiny_project: Path, tmp_path: Path
-) -> None:
-    project = study_copy(tiny_project, tmp_path)
-    first = start_study(project, "--seeds", "8", "--variants", "wide", "--jobs", "1")
-    wait_until(lambda: training(project), first)
-    second = run(
-        seed_study_command("--seeds", "9", "--variants", "small"), cwd=project, check=False
-    )
-    assert_fails_cleanly(second, f"another study is running in this project (pid {first.pid})")
-    _, stderr = first.communicate(timeout=GUARD_SECONDS)
-    assert first.returncode == 0, stderr
-    assert [r["name"] for r in read_records(project)] == ["seed-wide-s8"]
 
 
 def test_a_study_beside_the_users_own_dvc_queue_leaves_it_alone(

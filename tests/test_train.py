@@ -226,8 +226,7 @@ def test_train_is_a_deterministic_function_of_the_split_and_its_params(split_cop
     # Run again, the same inputs for train: params that it does not read change nothing.
     not_read = {"split.seed": 7, "models.wide.dropout": 0.5, "report.reference_accuracy.small": 0.9}
     assert trained_outputs(split_copy, not_read) == first
-    for read in ({"train.seed": 7}, {"models.small.dropout": 0.1}):
-        assert trained_outputs(split_copy, read)["model"] != first["model"], read
+    assert trained_outputs(split_copy, {"train.seed": 7})["model"] != first["model"]
 
     write_params(split_copy, {**TINY_SETTINGS, "split.seed": 7})
     run_stage("split", cwd=split_copy)  # another train.npz, same params for train
