@@ -2,11 +2,13 @@
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.studies import PARTS
 from tests.conftest import REPO, run
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
@@ -83,12 +85,23 @@ def test_study_benchmark_times_a_real_study_on_a_local_cluster(tiny_copy: Path) 
     result = run([*command, "--jobs", "1", "--output", str(output)], cwd=tiny_copy)
     report = json.loads(output.read_text())
     assert (report["runs"], report["jobs"], report["variants"]) == (1, 1, ["wide"])
-    for key in ("wall_seconds", "training_seconds", "wall_over_training_per_job"):
+    for key in ("wall_seconds", "stage_seconds", "training_seconds", "wall_over_stages_per_job"):
         assert math.isfinite(report[key]) and report[key] > 0, key
-    # The wall time holds the training time and more: starting TensorFlow, evaluating, DVC.
-    assert report["wall_over_training_per_job"] > 1
+    # The stages hold the epochs and more (starting TensorFlow, evaluating); the wall time holds
+    # the stages and more (DVC, Git, the cluster).
+    assert report["training_seconds"] < report["stage_seconds"] < report["wall_seconds"]
+    assert report["wall_over_stages_per_job"] == pytest.approx(
+        report["wall_seconds"] / report["stage_seconds"], abs=0.002
+    )
     assert report["overhead_seconds_per_run"] == pytest.approx(
         report["wall_seconds"] - report["training_seconds"], abs=0.2
+    )
+    parts = report["overhead_seconds_by_part"]
+    assert list(parts) == list(PARTS)
+    assert sum(parts.values()) == pytest.approx(report["overhead_seconds_per_run"], abs=0.4)
+    assert all(seconds > 0 for seconds in parts.values())
+    assert re.search(
+        r"seed-wide-s7: .*; the stages: train [\d.]+ s, evaluate [\d.]+ s", result.stdout
     )
     assert "| 1 | 1 × " in result.stdout
     again = run([*command, "--jobs", "1", "--output", str(output)], cwd=tiny_copy, check=False)

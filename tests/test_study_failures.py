@@ -3,6 +3,7 @@ the user's own DVC queue beside it, bad input. Each fails in one line, keeps the
 and leaves no run behind; each runs the real stages on the tiny pipeline in a copy, on a real
 LocalCluster."""
 
+import contextlib
 import csv
 import json
 import shutil
@@ -30,7 +31,7 @@ from tests.conftest import (
     subprocess_env,
     yaml_text,
 )
-from tools.cluster import RUN_FAILED, check_libraries
+from tools.cluster import RUN_FAILED, STAGE_POLL, check_libraries, stage_module, stages_timed
 from tools.experiments import Run
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
@@ -60,9 +61,8 @@ def run_processes(project: Path) -> list[psutil.Process]:
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
         if "tools.cluster" in cmdline and str(project.resolve()) in " ".join(cmdline):
-            with_children = [process]
-            with_children += process.children(recursive=True)
-            found += with_children
+            with contextlib.suppress(psutil.NoSuchProcess):  # it ended since
+                found += [process, *process.children(recursive=True)]
     return found
 
 
@@ -75,11 +75,25 @@ def wait_until(condition, process: subprocess.Popen) -> None:  # noqa: ANN001
 
 
 def training(project: Path) -> bool:
-    return any("stages.train" in (p.cmdline() or []) for p in alive(run_processes(project)))
+    return any("stages.train" in command_line(p) for p in alive(run_processes(project)))
+
+
+def command_line(process: psutil.Process) -> list[str]:
+    """The process's command line, or none once it has ended."""
+    try:
+        return process.cmdline()
+    except psutil.NoSuchProcess:
+        return []
 
 
 def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
-    return [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    """Those of the processes that still run: not ended, nor a zombie."""
+    running = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                running.append(process)
+    return running
 
 
 def experiment_names(project: Path) -> list[str]:
@@ -278,3 +292,20 @@ def test_a_worker_with_other_libraries_than_the_head_fails_the_run_before_it_sta
     assert experiment_names(tiny_project) == []
     source["libraries"] = installed_libraries()
     check_libraries(Run("wide", 1), source["libraries"])  # the same versions pass
+
+
+def test_a_runs_stage_processes_are_timed_by_stage_and_nothing_else(tmp_path: Path) -> None:
+    """`python -m stages.NAME` children count, each from its start to its end; other
+    children (DVC, Git, a shell around the stage) do not."""
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages/__init__.py").write_text("")
+    (tmp_path / "stages/nap.py").write_text("import time\ntime.sleep(2)\n")
+    seconds: dict[str, float] = {}
+    with stages_timed(seconds):
+        subprocess.run(["sh", "-c", f"{sys.executable} -m stages.nap"], cwd=tmp_path, check=True)
+        subprocess.run([sys.executable, "-c", "import time; time.sleep(0.5)"], check=True)
+    assert list(seconds) == ["nap"]
+    assert 2 - STAGE_POLL <= seconds["nap"] < 4  # its 2 s of sleep, once, seen every STAGE_POLL
+    assert stage_module(["python", "-m", "stages.train", "wide"]) == "train"
+    assert stage_module(["sh", "-c", "python -m stages.train wide"]) == ""
+    assert stage_module(["python", "-m", "tools.cluster", "{}"]) == ""

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import dask.config
+import psutil
 from distributed import Client, LocalCluster, as_completed, get_worker
 
 from stages.errors import StageError, run_stage
@@ -58,6 +59,7 @@ RUN_FAILED = 3  # the exit code of `python -m tools.cluster` when the run itself
 CONNECT_SECONDS = 5
 NEEDED_STAGES = ("fetch", "split")  # whose outputs every run reads; the rest it makes itself
 PUSH_WAITS = (5, 20)  # seconds before each new try of a failed `dvc exp push`
+STAGE_POLL = 0.1  # seconds between two looks at the stages that a run's `dvc exp run` started
 CLOSE_SECONDS = 10  # for the client to let go of a scheduler that is gone
 
 
@@ -309,11 +311,14 @@ def run_on_cluster(
 
 
 def steps_line(result: dict[str, Any]) -> str:
-    """Where a task's time went: `on tcp://...: git 0.1 s, pull 1.9 s, ...; 45.0 s in all`, and
-    how often its push was tried when once was not enough."""
+    """Where a task's time went: `on tcp://...: git 0.1 s, pull 1.9 s, ...; 45.0 s in all`, the
+    stages' share of its run (`the stages: train 38.2 s, evaluate 7.9 s`), and how often its
+    push was tried when once was not enough."""
     steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in result["seconds"].items())
+    stages = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result["stages"].items())
     tries = f"; push tried {result['push_tries']} times" if result["push_tries"] > 1 else ""
-    return f"on {result['worker']}: {steps}; {result['total']:.1f} s in all{tries}"
+    total = f"{result['total']:.1f} s in all"
+    return f"on {result['worker']}: {steps}; {total}; the stages: {stages}{tries}"
 
 
 @contextlib.contextmanager
@@ -321,6 +326,46 @@ def timed(seconds: dict[str, float], step: str) -> Iterator[None]:
     started = time.perf_counter()
     yield
     seconds[step] = time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def stages_timed(seconds: dict[str, float]) -> Iterator[None]:
+    """The seconds of each stage that this process's children run (`python -m stages.train`,
+    ...), by stage: from the process's start to the last look that found it, a look every
+    STAGE_POLL seconds. What a run spends in DVC is its `dvc exp run` less these."""
+    seen: dict[int, tuple[str, float, float]] = {}  # pid: stage, started, last seen
+    stop = threading.Event()
+
+    def look() -> None:
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if child.pid in seen:
+                    stage, started, _ = seen[child.pid]
+                    seen[child.pid] = (stage, started, time.time())
+                elif module := stage_module(child.cmdline()):
+                    seen[child.pid] = (module, child.create_time(), time.time())
+
+    def watch() -> None:
+        while not stop.wait(STAGE_POLL):
+            look()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        for stage, started, last in seen.values():
+            seconds[stage] = seconds.get(stage, 0.0) + last - started
+
+
+def stage_module(cmdline: list[str]) -> str:
+    """`train` for `python -m stages.train wide`, '' for any other command."""
+    for flag, module in zip(cmdline, cmdline[1:], strict=False):
+        if flag == "-m" and module.startswith("stages."):
+            return module.removeprefix("stages.")
+    return ""
 
 
 def die_with_parent() -> None:
@@ -367,9 +412,10 @@ def check_libraries(run: Run, head: dict[str, str]) -> None:
 
 def run_here(run: Run, source: Source, threads: int) -> dict[str, Any]:
     """In a worker's clone: get what the run needs, run it, send its experiment back; its
-    record, the seconds that each step took and, if the push failed, why."""
+    record, the seconds that each step and each stage took and, if the push failed, why."""
     check_libraries(run, source.libraries)
     seconds: dict[str, float] = {}
+    stages: dict[str, float] = {}
     with timed(seconds, "pull"):
         if source.cache:
             dvc("cache", "dir", "--local", source.cache)
@@ -378,13 +424,14 @@ def run_here(run: Run, source: Source, threads: int) -> dict[str, Any]:
             dvc("pull", "--quiet", *NEEDED_STAGES)
         if run.name in experiment_names(head_commit()):
             dvc("exp", "remove", run.name)  # an earlier try's, never pushed
-    with timed(seconds, "run"):
+    with timed(seconds, "run"), stages_timed(stages):
         record = run_experiment(run, threads)
     with timed(seconds, "push"):
         tries, error = push(run.name, source)
     return {
         "record": record,
         "seconds": seconds,
+        "stages": stages,
         "push_tries": tries,
         **({"not_pushed": error} if error else {}),
     }
