@@ -78,6 +78,18 @@ def outside_the_epochs(run: dict[str, Any], epochs: float) -> dict[str, float]:
     }
 
 
+def keras_start_seconds(tries: int = 3) -> float:
+    """The median wall time of a Python that imports what each stage starts with: TensorFlow
+    and Keras (through stages.tf_quiet, as the stages do), and nothing else."""
+    command = [sys.executable, "-c", "import stages.tf_quiet, keras"]
+    seconds = []
+    for _ in range(tries):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        seconds.append(time.perf_counter() - started)
+    return sorted(seconds)[tries // 2]
+
+
 def experiments(path: Path) -> set[str]:
     records = json.loads(path.read_text()) if path.exists() else []
     return {record["experiment"] for record in records}
@@ -123,6 +135,7 @@ def measure(arguments: list[str], jobs: int, records: Path) -> dict:
         "training_seconds": round(training, 1),
         "overhead_seconds_per_run": round(overhead, 1),
         "overhead_seconds_by_part": {part: round(seconds, 1) for part, seconds in per_run.items()},
+        "keras_start_seconds": round(keras_start_seconds(), 1),
         "cpu": done[0]["environment"]["cpu"],
     }
 
@@ -142,6 +155,9 @@ def markdown(results: dict) -> str:
             f"| {PARTS[part]} | {seconds:.1f} |\n"
             for part, seconds in results["overhead_seconds_by_part"].items()
         )
+        + f"\nA Python that only imports TensorFlow and Keras, as each stage starts, took "
+        f"{results['keras_start_seconds']:.1f} s on this machine once the study had finished "
+        "(median of 3); a run starts two stages.\n"
     )
 
 
