@@ -4,7 +4,8 @@ Each case is a doc, the exact text that holds the figure, and a function that wr
 from the source file; the test fails when the doc or the source moves without the other. Line
 breaks in a doc count as spaces. Generated blocks (`<!-- NAME:start -->`) are left to the
 commands that write them, but for docs/scaling.md's projection, which is computed from committed
-records alone; python.md's fresh clones are checked by tests/test_fresh_clone.py.
+records alone, and docs/studies.md's study benchmark, from its committed results; python.md's
+fresh clones are checked by tests/test_fresh_clone.py.
 """
 
 import json
@@ -17,6 +18,7 @@ from collections.abc import Callable
 import pytest
 
 from benchmarks.cluster import projection
+from benchmarks.studies import markdown as studies_markdown
 from stages.files import parse_yaml
 from stages.report import readme_block
 from tests.conftest import REPO
@@ -576,3 +578,10 @@ def test_the_scaling_projection_is_what_the_committed_records_give() -> None:
     committed records (reports/seeds.json, reports/sweep.json); regenerate it after a study."""
     doc = (REPO / "docs/scaling.md").read_text()
     assert readme_block("cluster-projection").search(doc)[2] == projection(cluster())
+
+
+def test_the_study_benchmark_block_is_what_its_committed_results_give() -> None:
+    """docs/studies.md's study benchmark: benchmarks.studies's own tables from studies.json."""
+    doc = (REPO / "docs/studies.md").read_text()
+    results = json.loads((REPO / "benchmarks/results/studies.json").read_text())
+    assert readme_block("study-benchmark").search(doc)[2] == studies_markdown(results)
