@@ -59,7 +59,7 @@ RUN_FAILED = 3  # the exit code of `python -m tools.cluster` when the run itself
 CONNECT_SECONDS = 5
 NEEDED_STAGES = ("fetch", "split")  # whose outputs every run reads; the rest it makes itself
 PUSH_WAITS = (5, 20)  # seconds before each new try of a failed `dvc exp push`
-STAGE_POLL = 0.1  # seconds between two looks at the stages that a run's `dvc exp run` started
+STAGE_POLL = 0.2  # seconds between two looks for the stages that a run's `dvc exp run` started
 CLOSE_SECONDS = 10  # for the client to let go of a scheduler that is gone
 
 
