@@ -32,6 +32,7 @@ from tests.conftest import (
     seed_study_command,
     subprocess_env,
 )
+from tools.cluster import stage_module
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
 
@@ -225,7 +226,7 @@ def training_worker(cluster: Cluster) -> psutil.Process | None:
     """The worker process (a nanny's child) under which a train stage runs, if one does."""
     nannies = {process.pid for process in cluster.workers}
     for process in psutil.process_iter(["cmdline"]):
-        if "stages.train" in (process.info["cmdline"] or []):
+        if stage_module(process.info["cmdline"] or []) == "train":
             chain = [process, *process.parents()]
             for child, parent in zip(chain, chain[1:], strict=False):
                 if parent.pid in nannies:

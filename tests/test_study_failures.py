@@ -75,7 +75,7 @@ def wait_until(condition, process: subprocess.Popen) -> None:  # noqa: ANN001
 
 
 def training(project: Path) -> bool:
-    return any("stages.train" in command_line(p) for p in alive(run_processes(project)))
+    return any(stage_module(command_line(p)) == "train" for p in alive(run_processes(project)))
 
 
 def command_line(process: psutil.Process) -> list[str]:

@@ -335,9 +335,10 @@ def stages_timed(seconds: dict[str, float]) -> Iterator[None]:
     STAGE_POLL seconds. What a run spends in DVC is its `dvc exp run` less these."""
     seen: dict[int, tuple[str, float, float]] = {}  # pid: stage, started, last seen
     stop = threading.Event()
+    this = psutil.Process()
 
     def look() -> None:
-        for child in psutil.Process().children(recursive=True):
+        for child in this.children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 if child.pid in seen:
                     stage, started, _ = seen[child.pid]
