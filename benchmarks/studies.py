@@ -17,7 +17,8 @@ back from DVC). From them:
   the experiment's commit and its push, with any idle worker at the end counted too (target:
   at most 12 s).
 
-Results go to benchmarks/results/studies.json, and with --doc into its `study-benchmark` block.
+Results go to benchmarks/results/studies.json, one per CPU (a run replaces its CPU's earlier
+one only), and with --doc all of them into its `study-benchmark` block.
 """
 
 import argparse
@@ -140,25 +141,42 @@ def measure(arguments: list[str], jobs: int, records: Path) -> dict:
     }
 
 
-def markdown(results: dict) -> str:
-    per_job = results["stage_seconds"] / results["jobs"]
-    return (
-        "| Runs | Jobs × threads | Wall time | Stages / jobs | Wall / (stages / jobs) "
-        "| Outside the epochs per run |\n|--:|--:|--:|--:|--:|--:|\n"
-        f"| {results['runs']} | {results['jobs']} × {results['threads_per_run']} "
-        f"| {results['wall_seconds']:.0f} s | {per_job:.0f} s "
-        f"| {results['wall_over_stages_per_job']:.2f} (target ≤ 1.1) "
-        f"| {results['overhead_seconds_per_run']:.1f} s (target ≤ 12 s) |\n\n"
-        "Where a run's time outside its epochs went (mean over the runs):\n\n"
-        "| Part | Seconds |\n|--|--:|\n"
-        + "".join(
-            f"| {PARTS[part]} | {seconds:.1f} |\n"
-            for part, seconds in results["overhead_seconds_by_part"].items()
-        )
-        + f"\nA Python that only imports TensorFlow and Keras, as each stage starts, took "
-        f"{results['keras_start_seconds']:.1f} s on this machine once the study had finished "
-        "(median of 3); a run starts two stages.\n"
+def markdown(results: dict[str, dict]) -> str:
+    """The summary by CPU, the parts of the time outside the epochs and the Keras start."""
+    cpus = sorted(results)
+    rows = "".join(
+        f"| {cpu} | {r['runs']} | {r['jobs']} × {r['threads_per_run']} "
+        f"| {r['training_seconds']:.0f} s | {r['wall_seconds']:.0f} s "
+        f"| {r['stage_seconds'] / r['jobs']:.0f} s "
+        f"| {r['wall_over_stages_per_job']:.2f} (target ≤ 1.1) "
+        f"| {r['overhead_seconds_per_run']:.1f} s (target ≤ 12 s) |\n"
+        for cpu, r in sorted(results.items())
     )
+    parts = "".join(
+        f"| {name} | "
+        + " | ".join(f"{results[cpu]['overhead_seconds_by_part'][part]:.1f}" for cpu in cpus)
+        + " |\n"
+        for part, name in PARTS.items()
+    )
+    starts = ", ".join(f"{results[cpu]['keras_start_seconds']:.1f} s on {cpu}" for cpu in cpus)
+    return (
+        "| CPU | Runs | Jobs × threads | Epochs, all runs | Wall time | Stages / jobs "
+        "| Wall / (stages / jobs) | Outside the epochs per run |\n"
+        "|--|--:|--:|--:|--:|--:|--:|--:|\n"
+        + rows
+        + "\nWhere a run's time outside its epochs went, in seconds (mean over the runs):\n\n"
+        + f"| Part | {' | '.join(cpus)} |\n|--|{'--:|' * len(cpus)}\n"
+        + parts
+        + "\nA Python that only imports TensorFlow and Keras, as each stage starts, took "
+        + starts
+        + " (median of 3, once the study had finished); a run starts two stages.\n"
+    )
+
+
+def with_result(path: Path, result: dict) -> dict[str, dict]:
+    """The results in `path`, one per CPU, with `result` in place of its CPU's earlier one."""
+    results = json.loads(path.read_text()) if path.exists() else {}
+    return {**results, result["cpu"]: result}
 
 
 def main() -> None:
@@ -174,7 +192,8 @@ def main() -> None:
     args = parser.parse_args()
 
     variants = ["--variants", *args.variants] if args.variants else []
-    results = measure(["--seeds", *args.seeds, *variants], args.jobs, args.records)
+    result = measure(["--seeds", *args.seeds, *variants], args.jobs, args.records)
+    results = with_result(args.output, result)
     write_json(args.output, results)
     text = markdown(results)
     if args.doc:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.studies import PARTS
+from benchmarks.studies import PARTS, with_result
 from tests.conftest import REPO, run
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
@@ -80,10 +80,16 @@ def test_quick_profile_ranks_op_types_by_time(split_project: Path, tmp_path: Pat
 
 def test_study_benchmark_times_a_real_study_on_a_local_cluster(tiny_copy: Path) -> None:
     output = tiny_copy / "studies.json"
+    committed = json.loads((REPO / "benchmarks/results/studies.json").read_text())
+    elsewhere = {**next(iter(committed.values())), "cpu": "another CPU"}
+    output.write_text(json.dumps({"another CPU": elsewhere}))
     seeds = (tiny_copy / "reports/seeds.json").read_bytes()
     command = [sys.executable, "-m", "benchmarks.studies", "--seeds", "7", "--variants", "wide"]
     result = run([*command, "--jobs", "1", "--output", str(output)], cwd=tiny_copy)
-    report = json.loads(output.read_text())
+    results = json.loads(output.read_text())
+    assert results.pop("another CPU") == elsewhere  # another CPU's result is kept as it was
+    [(cpu, report)] = results.items()
+    assert cpu == report["cpu"] != "another CPU"
     assert (report["runs"], report["jobs"], report["variants"]) == (1, 1, ["wide"])
     for key in ("wall_seconds", "stage_seconds", "training_seconds", "keras_start_seconds"):
         assert math.isfinite(report[key]) and report[key] > 0, key
@@ -104,12 +110,20 @@ def test_study_benchmark_times_a_real_study_on_a_local_cluster(tiny_copy: Path) 
     assert re.search(
         r"seed-wide-s7: .*; the stages: train [\d.]+ s, evaluate [\d.]+ s", result.stdout
     )
-    assert "| 1 | 1 × " in result.stdout
+    assert f"| {cpu} | 1 | 1 × " in result.stdout and "| another CPU | 6 | 2 × 1 " in result.stdout
     again = run([*command, "--jobs", "1", "--output", str(output)], cwd=tiny_copy, check=False)
     assert again.returncode != 0 and "nothing ran" in again.stderr
     records = json.loads((tiny_copy / "benchmarks/results/study-records.json").read_text())
     assert [record["name"] for record in records] == ["seed-wide-s7"]
     assert (tiny_copy / "reports/seeds.json").read_bytes() == seeds  # the seed study's own file
+
+
+def test_a_study_benchmark_replaces_the_result_of_its_own_cpu_only(tmp_path: Path) -> None:
+    output = tmp_path / "studies.json"
+    output.write_text(json.dumps({"A": {"cpu": "A", "runs": 6}, "B": {"cpu": "B", "runs": 6}}))
+    results = with_result(output, {"cpu": "B", "runs": 1})
+    assert results == {"A": {"cpu": "A", "runs": 6}, "B": {"cpu": "B", "runs": 1}}
+    assert with_result(tmp_path / "none.json", {"cpu": "C"}) == {"C": {"cpu": "C"}}
 
 
 def test_the_benchmark_without_its_pytorch_extra_says_so_in_one_line(tmp_path: Path) -> None:
