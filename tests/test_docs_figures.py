@@ -40,6 +40,11 @@ def committed_text(commit: str, path: str) -> str:
     return subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True).stdout
 
 
+def committed(path: str) -> dict:
+    """HEAD's `path`: a `make repro` on another CPU rewrites the workspace's."""
+    return json.loads(committed_text("HEAD", path))
+
+
 def params() -> dict:
     return parse_yaml((REPO / "params.yaml").read_text())
 
@@ -72,7 +77,7 @@ def cluster() -> dict:
 
 def history(variant: str) -> dict:
     """The committed run's train record: HEAD's, as a local `make repro` rewrites its timings."""
-    return json.loads(committed_text("HEAD", f"history/{variant}.json"))
+    return committed(f"history/{variant}.json")
 
 
 def cpu_name(record: dict) -> str:
@@ -347,7 +352,7 @@ def weight_tolerance() -> str:
 
 
 def pulled_megabytes() -> str:
-    stages = parse_yaml((REPO / "dvc.lock").read_text())["stages"]
+    stages = parse_yaml(committed_text("HEAD", "dvc.lock"))["stages"]
     size = sum(out["size"] for name in ("fetch", "split") for out in stages[name]["outs"])
     return f"({size / 1e6:.0f} MB in `dvc.lock`)"
 
@@ -362,7 +367,7 @@ def before(path: str) -> dict:
 def models_kept() -> dict[str, bool]:
     """Per variant, in params.yaml's order: is its model today's committed one of before?"""
     old = model_md5s(committed_text(f"{RETRAINED}~1", "dvc.lock"))
-    new = model_md5s((REPO / "dvc.lock").read_text())
+    new = model_md5s(committed_text("HEAD", "dvc.lock"))
     return {v: old[f"models/{v}.keras"] == new[f"models/{v}.keras"] for v in params()["models"]}
 
 
@@ -381,7 +386,7 @@ def machines() -> str:
 
 
 def wide_epochs() -> str:
-    old, new = before("metrics/wide.json"), read_json("metrics/wide.json")
+    old, new = before("metrics/wide.json"), committed("metrics/wide.json")
     return (
         f"its best epoch is {new['validation']['best_epoch']} on the "
         f"{cpu_name(history('wide'))} against {old['validation']['best_epoch']} on the "
@@ -391,7 +396,7 @@ def wide_epochs() -> str:
 
 def wide_test_figures() -> tuple[str, str]:
     """`wide`'s test accuracy and loss, today's committed run against the one before."""
-    old, new = before("metrics/wide.json")["test"], read_json("metrics/wide.json")["test"]
+    old, new = before("metrics/wide.json")["test"], committed("metrics/wide.json")["test"]
     accuracy = f"{100 * new['accuracy']:.2f} %"
     if accuracy != f"{100 * old['accuracy']:.2f} %":
         accuracy += f" against {100 * old['accuracy']:.2f} %"
