@@ -31,8 +31,10 @@ help: ## list the targets
 
 install: python $(INSTALLED) $(TEMPLATE) ## create .venv from requirements/pipeline.txt, and the offline plots page
 
-repro: install ## run the whole pipeline (`dvc repro`)
+# The verdicts last, also when `dvc repro` had nothing to rerun and the report stage was skipped.
+repro: install ## run the whole pipeline (`dvc repro`), then each variant's verdict
 	dvc repro
+	@python -m stages.report --verdicts
 
 # The suite waits on subprocesses much of the time (DVC, Git, queue and cluster workers), so two
 # pytest workers, each taking whole files, use the two cores that one leaves half idle (their

@@ -1,14 +1,16 @@
 """Benchmark: the README's two commands in a fresh clone, as a new user runs them.
 
-    python -m benchmarks.fresh_clone [--python python3.12] [--doc docs/python.md]
+    python -m benchmarks.fresh_clone [--python python3.12] [--doc docs/python.md] [--readme FILE]
 
 It clones the current commit into a temporary folder and runs there, with the package
 configuration of a new user (no PIP_* or UV_* variable, PIP_CONFIG_FILE=/dev/null, an empty
 XDG_CACHE_HOME, no venv on PATH): `make install` (timed alone: an empty cache), `make repro`,
 `dvc metrics diff --all` against the committed results, and `make test`. The record, with the
-CPU, the Python and the commit, is added to benchmarks/results/fresh_clones.json, and with --doc
-the table of all records goes into its `fresh-clones` block. A failed step ends the run: its
-record says so, its last lines go to stderr, and the command exits 1.
+CPU, the Python, the commit and the verdicts that `make repro` ended with, is added to
+benchmarks/results/fresh_clones.json; with --doc the table of all records goes into its
+`fresh-clones` block, with --readme the newest verdicts into its `fresh-clone-verdicts` block.
+A failed step ends the run: its record says so, its last lines go to stderr, and the command
+exits 1.
 """
 
 import argparse
@@ -23,7 +25,8 @@ from datetime import date
 from pathlib import Path
 
 from stages.files import write_json
-from stages.report import update_readme
+from stages.report import REPRODUCTION_FILE, update_readme
+from stages.reproduction import verdict_lines
 
 RESULTS_FILE = Path("benchmarks/results/fresh_clones.json")
 TEST_SUMMARY = re.compile(r"^=+ (\d+ passed.*?) in [\d.]+s", re.MULTILINE)
@@ -103,6 +106,8 @@ def measure(repo: Path, workdir: Path, make: list[str]) -> dict:
         done = step(command, clone, environment)
         if name == "install" and done["rc"] == 0:
             record |= venv_facts(clone)
+        if name == "repro" and done["rc"] == 0:
+            record |= reproduction(clone)
         if name == "metrics" and done["rc"] == 0:
             record["metrics_changed"] = changed_metrics(done["output"])
         elif name == "test":
@@ -114,6 +119,17 @@ def measure(repo: Path, workdir: Path, make: list[str]) -> dict:
             record["last_lines"] = done["output"].splitlines()[-20:]
             break
     return record
+
+
+def reproduction(clone: Path) -> dict:
+    """The verdicts that `make repro` printed last, and the instruction sets of the CPU that
+    trained, from the clone's reports/reproduction.json and train records; {} without them."""
+    verdicts = clone / REPRODUCTION_FILE
+    trained = sorted((clone / "history").glob("*.json"))
+    if not verdicts.exists() or not trained:
+        return {}
+    environment = json.loads(trained[0].read_text())["environment"]
+    return {"cpu_flags": environment["cpu_flags"], "verdicts": json.loads(verdicts.read_text())}
 
 
 def cpu_name() -> str:
@@ -144,20 +160,44 @@ def metrics_text(record: dict) -> str:
     return "all identical" if not changed else f"{len(changed)} differ: " + ", ".join(changed)
 
 
+def cpu_text(record: dict) -> str:
+    flags = record.get("cpu_flags")
+    return f"{record['cpu']} ({' '.join(flags)})" if flags else record["cpu"]
+
+
+def verdicts_text(record: dict) -> str:
+    verdicts = record.get("verdicts", {})
+    return ", ".join(f"{v} {e['verdict']}" for v, e in verdicts.items()) or "–"
+
+
 def markdown(records: list[dict]) -> str:
     lines = [
-        "| Date, CPU | Python | Commit | `make install` | `.venv` | `make repro` | "
-        "`dvc metrics diff` | `make test` |",
-        "|---|---|---|--:|--:|--:|---|---|",
+        "| Date, CPU | Python | Commit | `make install` | `.venv` | `make repro` | Verdicts "
+        "| `dvc metrics diff` | `make test` |",
+        "|---|---|---|--:|--:|--:|---|---|---|",
     ]
     for r in records:
         venv = f"{r['venv_mb']:,} MB, {r['packages']} packages" if "venv_mb" in r else "–"
         lines.append(
-            f"| {r['date']}, {r['cpu']} | {r.get('python', '–')} | {r['commit']} | "
+            f"| {r['date']}, {cpu_text(r)} | {r.get('python', '–')} | {r['commit']} | "
             f"{outcome(r, 'install', '')} | {venv} | {outcome(r, 'repro', '')} | "
-            f"{metrics_text(r)} | {outcome(r, 'test', r.get('test_summary', ''))} |"
+            f"{verdicts_text(r)} | {metrics_text(r)} | "
+            f"{outcome(r, 'test', r.get('test_summary', ''))} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def verdict_block(records: list[dict]) -> str:
+    """The last lines of `make repro` in the newest fresh clone that gave verdicts."""
+    with_verdicts = [r for r in records if "verdicts" in r]
+    if not with_verdicts:
+        return "No fresh clone has recorded verdicts yet: `python -m benchmarks.fresh_clone`.\n"
+    r = with_verdicts[-1]
+    return (
+        f"A fresh clone of {r['commit']} on {cpu_text(r)}, {r['date']}, Python {r['python']}: "
+        f"`make repro` took {minutes(r['repro']['seconds'])} and ended with\n\n```text\n"
+        f"{verdict_lines(r['verdicts'])}```\n"
+    )
 
 
 def main() -> None:
@@ -167,6 +207,7 @@ def main() -> None:
     parser.add_argument("--python", help="make's PYTHON=, when not the newest on PATH")
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     parser.add_argument("--doc", type=Path, help="also write the table into this Markdown file")
+    parser.add_argument("--readme", type=Path, help="also write the newest verdicts here")
     args = parser.parse_args()
 
     make = ["make"] + ([f"PYTHON={args.python}"] if args.python else [])
@@ -177,6 +218,8 @@ def main() -> None:
     text = markdown([*records, record])
     if args.doc:
         update_readme(args.doc, text, block="fresh-clones")
+    if args.readme:
+        update_readme(args.readme, verdict_block([*records, record]), block="fresh-clone-verdicts")
     print(text)
     if "failed" in record:
         print("\n".join(record["last_lines"]), file=sys.stderr)

@@ -48,15 +48,15 @@ def param_value(params: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def fingerprint(
+def fingerprint_content(
     variant: str,
     params: dict[str, Any],
     read: Reader,
     libraries: dict[str, str],
     stages: tuple[str, ...] = STUDIED_STAGES,
-) -> str:
-    """The hash of the variant's stage definitions, source files and params but PER_RUN_KEYS,
-    and of the FINGERPRINTED_LIBRARIES' versions in `libraries`.
+) -> dict[str, Any]:
+    """What the fingerprint hashes: the variant's stage definitions, its source files' hashes,
+    its params but PER_RUN_KEYS, and the FINGERPRINTED_LIBRARIES' versions in `libraries`.
 
     `params` is params.yaml as parsed (with any overrides applied); `read` reads dvc.yaml and
     the source files from the workspace or from a Git commit; `libraries` is
@@ -64,13 +64,58 @@ def fingerprint(
     """
     definitions = stage_definitions(parse_yaml(read("dvc.yaml")), variant, stages)
     keys = {key for d in definitions for key in d.get("params", [])} - set(PER_RUN_KEYS)
-    content = {
+    return {
         "stages": definitions,
         "files": {path: sha256_bytes(read(path)) for path in fingerprinted_files(definitions)},
         "params": {key: param_value(params, key) for key in sorted(keys)},
         "libraries": {name: libraries[name] for name in FINGERPRINTED_LIBRARIES},
     }
+
+
+def fingerprint(
+    variant: str,
+    params: dict[str, Any],
+    read: Reader,
+    libraries: dict[str, str],
+    stages: tuple[str, ...] = STUDIED_STAGES,
+) -> str:
+    """The hash of fingerprint_content()."""
+    content = fingerprint_content(variant, params, read, libraries, stages)
     return sha256_bytes(json.dumps(content, sort_keys=True).encode())[:16]
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two fingerprint contents, a phrase each: a param with its two
+    values, a source file, a stage's definition in dvc.yaml, a library with its two versions."""
+    found = []
+    old_params, new_params = flat(old["params"]), flat(new["params"])
+    for key in sorted(old_params.keys() | new_params.keys()):
+        before, after = param_text(old_params, key), param_text(new_params, key)
+        if before != after:
+            found.append(f"{key} {before} → {after}")
+    files = old["files"].keys() | new["files"].keys()
+    found += sorted(path for path in files if old["files"].get(path) != new["files"].get(path))
+    if old["stages"] != new["stages"]:
+        found.append("the stages' definitions in dvc.yaml")
+    for name in FINGERPRINTED_LIBRARIES:
+        if old["libraries"][name] != new["libraries"][name]:
+            found.append(f"{name} {old['libraries'][name]} → {new['libraries'][name]}")
+    return found
+
+
+def flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params as dotted keys: {"models.wide": {"dropout": 0}} -> models.wide.dropout."""
+    found = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            found |= flat(value, f"{prefix}{key}.")
+        else:
+            found[f"{prefix}{key}"] = value
+    return found
+
+
+def param_text(params: dict[str, Any], key: str) -> str:
+    return json.dumps(params[key]) if key in params else "(none)"
 
 
 def with_overrides(params: dict[str, Any], variant: str, overrides: dict[str, Any]) -> dict:

@@ -2,17 +2,24 @@
 
 Each record is one run (tools/experiments.py writes it). A file holds each run once, and every
 record the fields that the statistics read; anything else is a one-line error naming the file
-and the field. Runs are pooled only like with like: one thread count, one CPU instruction set
-and one Python minor (TensorFlow, Keras and NumPy are in the fingerprint, so current records
-share them).
+and the field.
+
+Current records (of today's fingerprint: code, params, TensorFlow, Keras and NumPy) of one
+series, a variant of one study, are pooled across the factors that a fingerprint leaves out:
+the CPU kind (model and instruction sets), the thread count and the Python minor. They change a
+run as the seed does, with no expected direction, so the groups of like factors are tested for
+agreement first (`pool`): where they differ, they are kept apart. The sweep still compares its
+recipes within one like group (`like_group`).
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stages.errors import StageError
 from stages.fingerprint import python_minor
+from stages.stats import ALPHA, groups_p_value, holm
 
 Number = (int, float)
 
@@ -104,3 +111,82 @@ def like_group(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str
             "instruction set and Python; the largest group is used)"
         )
     return groups[key], line + "."
+
+
+Factors = tuple[str, int, str]  # the CPU kind (model and instruction sets), threads, Python minor
+MIN_GROUP = 2  # the records a group needs for its variance, so that it can be tested
+
+
+def factors(environment: dict[str, Any], threads: int) -> Factors:
+    """The factors of a run that its fingerprint leaves out, from its recorded environment."""
+    flags = " ".join(environment.get("cpu_flags", ())) or "unknown instruction sets"
+    kind = f"{environment.get('cpu', 'unknown CPU')} ({flags})"
+    return kind, threads, python_minor(str(environment.get("python", "?")))
+
+
+def record_factors(record: dict[str, Any]) -> Factors:
+    return factors(record["environment"], record["threads"])
+
+
+def factors_text(key: Factors) -> str:
+    kind, threads, python = key
+    return f"{kind}, {threads} thread{'' if threads == 1 else 's'}, Python {python}"
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One series' current records by their factors, and which of them the statistics count."""
+
+    records: list[dict[str, Any]]
+    groups: dict[Factors, list[dict[str, Any]]]
+    p_value: float | None = None  # of the tested groups' means differing; None: not tested
+    holm_p: float | None = None  # adjusted across the series of one report
+
+    @property
+    def tested(self) -> list[Factors]:
+        """The groups with records enough to be tested against the others."""
+        return [key for key, group in self.groups.items() if len(group) >= MIN_GROUP]
+
+    @property
+    def apart(self) -> bool:
+        """Whether the tested groups differ (Holm-adjusted p below ALPHA), or could not be
+        compared (no variance): then each group stands alone."""
+        return len(self.tested) > 1 and (self.holm_p is None or self.holm_p < ALPHA)
+
+    def counted(self) -> list[dict[str, Any]]:
+        """The records every statistic uses: a lone group whatever its size; else the tested
+        groups pooled, or where they differ the largest alone (fewer threads first on a tie)."""
+        if len(self.groups) == 1:
+            return self.records
+        kept = self.tested
+        if self.apart:
+            kept = [max(kept, key=lambda k: (len(self.groups[k]), -k[1], k))]
+        return [r for r in self.records if record_factors(r) in kept]
+
+    def for_run(self, run: Factors) -> list[dict[str, Any]]:
+        """The records that a new run with these factors is judged by: the counted ones, or
+        where the groups differ its own group alone (none where it has no tested group)."""
+        if not self.apart:
+            return self.counted()
+        return self.groups[run] if run in self.tested else []
+
+
+def pool(series: dict[str, list[dict[str, Any]]], value: str) -> dict[str, Pool]:
+    """Each series' records grouped by factors; where two or more groups can be tested, whether
+    their means of `value` differ (stages.stats.groups_p_value), Holm across the series."""
+    pools = {}
+    for name, records in series.items():
+        groups: dict[Factors, list[dict[str, Any]]] = {}
+        for record in records:
+            groups.setdefault(record_factors(record), []).append(record)
+        pools[name] = Pool(records, groups)
+    p_values = {
+        name: groups_p_value([[r[value] for r in p.groups[key]] for key in p.tested])
+        for name, p in pools.items()
+        if len(p.tested) > 1
+    }
+    adjusted = dict(zip(p_values, holm(list(p_values.values())), strict=True))
+    return {
+        name: Pool(p.records, p.groups, p_values.get(name), adjusted.get(name))
+        for name, p in pools.items()
+    }

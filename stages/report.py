@@ -33,6 +33,7 @@ from stages.paths import (
     CHART_FILE,
     HISTORY_TABLE_FILE,
     RECIPE_2016_FILE,
+    REPORTS_DIR,
     SEEDS_CURRENT_FILE,
     SEEDS_FILE,
     SUMMARY_FILE,
@@ -42,10 +43,27 @@ from stages.paths import (
     training_file,
 )
 from stages.plots import plot_validation_accuracy
-from stages.records import SEED_FIELDS, like_group, read_records
+from stages.records import SEED_FIELDS, Pool, factors_text, pool, read_records
+from stages.reproduction import (
+    committed_run,
+    correction_line,
+    git_reader,
+    read_run,
+    reason,
+    verdict_lines,
+    verdicts,
+)
+from stages.stats import holm, mean_std, prediction_interval
 
 SEEDS_HINT = "run `python -m tools.seed_study`"
 RECIPE_2016_COMMAND = "python -m tools.seed_study --recipe-2016"
+RECIPE_2016 = " (2016's recipe)"  # its series' names: the variant's and this
+# Not in stages/paths.py, which train and evaluate import: a change there stales every record.
+REPRODUCTION_FILE = REPORTS_DIR / "reproduction.json"  # each variant's verdict against HEAD
+VALUE = "test_accuracy"  # what the seed study's statistics and the verdicts compare
+# The tables that `--readme` copies; the pooling table stays in reports/summary.md.
+README_BLOCKS = ("reproduction", "results", "noise", "against2016", "recipe2016")
+README_BLOCKS += ("significance", "environment")
 
 
 def percent(value: float) -> str:
@@ -91,12 +109,15 @@ def chart_records(
     return [{**row, "reference": references.get(row["variant"])} for row in rows]
 
 
+def series(
+    records: list[dict[str, Any]], variants: Any, suffix: str = ""
+) -> dict[str, list[dict[str, Any]]]:
+    """Each variant's records, a series of its own (named `variant` + `suffix`)."""
+    return {v + suffix: [r for r in records if r["variant"] == v] for v in variants}
+
+
 def seed_accuracies(records: list[dict[str, Any]], variant: str) -> list[float]:
     return [r["test_accuracy"] for r in records if r["variant"] == variant]
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def seed_cells(accuracies: list[float], reference: float | None) -> list[str]:
@@ -176,9 +197,8 @@ def noise_band(accuracies: list[float]) -> float | None:
     return float(t.ppf(0.975, len(accuracies) - 1)) * statistics.stdev(accuracies) * math.sqrt(2)
 
 
-def noise_line(seeds: dict[str, list[float]], pooled: str, committed: str = "") -> str:
-    """The README's noise rule: each variant's band, with its seeds and t, what was pooled, and
-    whether the committed run is like the pooled runs."""
+def noise_line(seeds: dict[str, list[float]]) -> str:
+    """The README's noise rule: each variant's band, with its seeds and t."""
     bands = [
         f"`{variant}` ±{100 * band:.2f} pp ({len(values)} seeds, "
         f"t = {t.ppf(0.975, len(values) - 1):.2f})"
@@ -187,8 +207,70 @@ def noise_line(seeds: dict[str, list[float]], pooled: str, committed: str = "") 
     ]
     if not bands:
         return "No seed study is current: `python -m tools.seed_study` gives the noise bands.\n"
-    line = f"Noise bands of a single run's `test.accuracy`: {', '.join(bands)}. {pooled}"
-    return f"{line} {committed}".rstrip() + "\n"
+    return f"Noise bands of a single run's `test.accuracy`: {', '.join(bands)}.\n"
+
+
+def pooling_table(pools: dict[str, Pool]) -> str:
+    """Per series, its groups of CPU kind, threads and Python, whether their means differ
+    (Welch; Welch's ANOVA for more than two; Holm across the series) and what counts."""
+    lines = [
+        "| Series | Groups: CPU (instruction sets), threads, Python: records | Test of the groups "
+        "| p (Holm) | Counted |",
+        "|---|---|---|--:|---|",
+    ]
+    for name, series in pools.items():
+        if not series.records:
+            continue
+        groups = "; ".join(f"{factors_text(k)}: {len(g)}" for k, g in series.groups.items())
+        test = {0: "–", 1: "–", 2: "Welch"}.get(len(series.tested), "Welch's ANOVA")
+        p_value = "–" if series.p_value is None else f"{p_text(series.p_value)} "
+        p_value += f"({p_text(series.holm_p)})" if series.holm_p is not None else ""
+        lines.append(f"| {name} | {groups} | {test} | {p_value.strip()} | {counted(series)} |")
+    return "\n".join(lines) + "\n"
+
+
+def counted(series: Pool) -> str:
+    """What the statistics count of a series, and why."""
+    kept, total = len(series.counted()), len(series.records)
+    if len(series.groups) == 1:
+        return f"all {total}"
+    if series.apart:
+        return f"{kept} of {total}: the groups differ, the largest alone"
+    text = f"{kept} pooled" if len(series.tested) > 1 else f"{kept} of {total}"
+    left = total - kept
+    return text + (f"; {left} in groups too small to test left out" if left else "")
+
+
+def reproduction_table(entries: dict[str, dict[str, Any]]) -> str:
+    """Each variant's verdict with its evidence (stages/reproduction.py), and the correction
+    that its intervals carry."""
+    lines = [
+        "| Variant | Verdict | Test accuracy | Committed run | Seeds | Interval, one new run "
+        "| From the seed mean | Why |",
+        "|---|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for variant, entry in entries.items():
+        committed = entry["committed_test_accuracy"]
+        interval, offset = "–", "–"
+        if entry["interval"] is not None:
+            low, high = entry["interval"]
+            where = "inside" if entry["inside"] else "outside"
+            interval = f"{100 * low:.2f} – {100 * high:.2f} % ({where})"
+            offset = f"{entry['difference_pp']:+.2f} pp"
+            if entry["standard_deviations"] is not None:
+                offset += f" ({entry['standard_deviations']:+.1f} sd)"
+        cells = [
+            variant,
+            entry["verdict"],
+            percent(entry["test_accuracy"]),
+            "–" if committed is None else percent(committed),
+            str(entry["seeds"]),
+            interval,
+            offset,
+            reason(entry) if entry["verdict"] in ("identical", "changed", "unstudied") else "",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\n{correction_line(entries)}\n"
 
 
 def welch(a: list[float], b: list[float]) -> tuple[str, float | None]:
@@ -202,18 +284,6 @@ def welch(a: list[float], b: list[float]) -> tuple[str, float | None]:
         f"{100 * delta:+.2f} pp [{100 * interval.low:+.2f}, {100 * interval.high:+.2f}]",
         float(result.pvalue),
     )
-
-
-def holm(p_values: list[float | None]) -> list[float | None]:
-    """Holm–Bonferroni adjusted p-values of one family of tests, in the order given (a None,
-    a test that could not run, is left out of the family)."""
-    ranked = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
-    adjusted: list[float | None] = [None] * len(p_values)
-    running = 0.0
-    for rank, (p_value, index) in enumerate(ranked):
-        running = max(running, min(1.0, (len(ranked) - rank) * p_value))
-        adjusted[index] = running
-    return adjusted
 
 
 def p_text(p_value: float | None) -> str:
@@ -253,14 +323,6 @@ def least_favourable(reference: float) -> float:
     0.9655, 0.9804 up to 0.98045."""
     decimals = -Decimal(repr(reference)).as_tuple().exponent
     return reference + 0.5 * 10.0**-decimals
-
-
-def prediction_interval(accuracies: list[float]) -> tuple[float, float]:
-    """Where one new run's accuracy falls at 95 %: mean ± t(n−1)·s·√(1 + 1/n)."""
-    n = len(accuracies)
-    mean, std = mean_std(accuracies)
-    half = float(t.ppf(0.975, n - 1)) * std * math.sqrt(1 + 1 / n)
-    return mean - half, mean + half
 
 
 def against_2016_table(seeds: dict[str, list[float]], references: dict[str, float]) -> str:
@@ -320,19 +382,6 @@ def recipe_2016_table(
     return "\n".join(lines) + "\n"
 
 
-def committed_line(training: dict[str, dict], current: list[dict[str, Any]]) -> str:
-    """Whether the committed run is like the pooled runs; the bands describe only those."""
-    threads = sorted({t["environment"]["threads"] for t in training.values()})
-    pooled = sorted({r["threads"] for r in current})
-    if not pooled or threads == pooled:
-        return ""
-    return (
-        f"The committed run trained at {' and '.join(map(str, threads))} thread(s), the pooled "
-        f"runs at {' and '.join(map(str, pooled))}: the bands and tests describe a new run like "
-        "the pooled ones, never the committed run, whose figures stand on their own."
-    )
-
-
 def environment_table(training: dict[str, dict]) -> str:
     """The machine and libraries that trained each variant, from the train stage's records."""
     lines = [
@@ -388,7 +437,13 @@ def update_readme(readme: Path, text: str, block: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--readme", type=Path, help="also copy the tables into this README")
+    parser.add_argument(
+        "--verdicts", action="store_true", help=f"only print the verdicts of {REPRODUCTION_FILE}"
+    )
     args = parser.parse_args()
+    if args.verdicts:
+        print(verdict_lines(read_json(REPRODUCTION_FILE, "run `dvc repro`")), end="")
+        return
 
     params = load_params()
     variants = list(params.models)
@@ -412,15 +467,21 @@ def main() -> None:
     recipe_records = read_records(RECIPE_2016_FILE, recipe_hint, SEED_FIELDS)
     fresh = current_records(records, fingerprints, params.report.seeds)
     fresh_2016 = current_records(recipe_records, recipe_fingerprints, params.report.seeds)
-    like, pooled = like_group(fresh + fresh_2016)
-    current = [r for r in like if r in fresh]
-    seeds = {v: seed_accuracies(current, v) for v in variants}
-    seeds_2016 = {v: seed_accuracies([r for r in like if r in fresh_2016], v) for v in recipes}
+    pools = pool(series(fresh, variants) | series(fresh_2016, recipes, RECIPE_2016), VALUE)
+    counted = [r for v in variants for r in pools[v].counted()]
+    current = [r for r in fresh if r in counted]  # in the records file's order, for the chart
+    seeds = {v: seed_accuracies(pools[v].counted(), v) for v in variants}
+    seeds_2016 = {v: seed_accuracies(pools[v + RECIPE_2016].counted(), v) for v in recipes}
     references = params.report.reference_accuracy
+    runs = {v: read_run(v, read_workspace) for v in variants}
+    committed = {v: committed_run(v, git_reader()) for v in variants}
+    reproduction = verdicts(runs, committed, {v: pools[v] for v in variants}, VALUE)
 
     tables = {
+        "reproduction": reproduction_table(reproduction),
         "results": summary_table(metrics, training, seeds, references),
-        "noise": noise_line(seeds, pooled, committed_line(training, current)),
+        "noise": noise_line(seeds),
+        "pooling": pooling_table(pools),
         "against2016": against_2016_table(seeds, references),
         "recipe2016": recipe_2016_table(seeds, seeds_2016, references),
         "significance": significance_table(correct, seeds),
@@ -431,18 +492,21 @@ def main() -> None:
     )
     write_text(
         SUMMARY_FILE,
-        "# Results\n\n{results}\n{stale}## Against 2016\n\n{against2016}\n"
+        "# Results\n\n## Did this run reproduce the committed one?\n\n{reproduction}\n"
+        "## Results\n\n{results}\n{stale}## Against 2016\n\n{against2016}\n"
         "## What today's recipes add\n\n{recipe2016}\n"
-        "## Is a difference real?\n\n{noise}\n{significance}\n"
+        "## Is a difference real?\n\n{noise}\n{pooling}\n{significance}\n"
         "## Environment\n\n{environment}".format(**tables, stale=stale and stale + "\n"),
     )
+    write_json(REPRODUCTION_FILE, reproduction)
     write_json(SEEDS_CURRENT_FILE, chart_records(current, variants, references))
     write_text(HISTORY_TABLE_FILE, history_csv(histories))
     plot_validation_accuracy(histories, CHART_FILE)
     if args.readme:
-        for block, table in tables.items():
-            update_readme(args.readme, table, block)
-    print(SUMMARY_FILE.read_text())
+        for block in README_BLOCKS:
+            update_readme(args.readme, tables[block], block)
+    print(f"wrote {SUMMARY_FILE} and {REPRODUCTION_FILE}\n{stale}", end="")
+    print(verdict_lines(reproduction), end="")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import pytest
 from stages import paths
 from stages.files import parse_yaml
 from stages.fingerprint import PER_RUN_KEYS, fingerprinted_files, stage_definitions
+from stages.report import REPRODUCTION_FILE
 from tests.conftest import (
     REPO,
     repo_params,
@@ -95,7 +96,7 @@ def test_stage_outputs_are_the_paths_the_code_writes() -> None:
     plots = {str(paths.plots_dir("wide") / name) for name in PLOT_FILES}
     assert resolved_outs("evaluate", "wide") == plots | {str(paths.metrics_file("wide"))}
     report = {paths.SUMMARY_FILE, paths.SEEDS_CURRENT_FILE, paths.HISTORY_TABLE_FILE}
-    report.add(paths.CHART_FILE)
+    report |= {paths.CHART_FILE, REPRODUCTION_FILE}
     assert resolved_outs("report") == {str(path) for path in report}
     assert resolved_outs("plots_template") == {str(paths.TEMPLATE_FILE)}
     assert str(paths.SEEDS_FILE) in STAGES["report"]["deps"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.fresh_clone import RESULTS_FILE, markdown
+from benchmarks.fresh_clone import RESULTS_FILE, markdown, verdict_block
 from stages.report import readme_block
 from tests.conftest import BIN, REPO, assert_fails_cleanly, commit_all, dvc, run
 
@@ -22,6 +22,10 @@ install:
 \tln -s $(DVC) .venv/bin/dvc
 repro:
 \techo '{"accuracy": $(ACC)}' > metrics/a.json
+\tmkdir -p reports history
+\techo '{"a": {"verdict": "identical", "test_accuracy": $(ACC), "interval": null}}' \\
+\t\t> reports/reproduction.json
+\techo '{"environment": {"cpu_flags": ["sse4_2", "avx2"]}}' > history/a.json
 test:
 \t@echo "=========== 3 passed, 1 warning in 1.23s ==========="
 \t@exit $(TEST_RC)
@@ -37,6 +41,8 @@ def project(tmp_path: Path) -> Path:
     (folder / "metrics/a.json").write_text('{"accuracy": 0.5}\n')
     (folder / "dvc.yaml").write_text("metrics:\n  - metrics/a.json\n")
     (folder / "doc.md").write_text("<!-- fresh-clones:start -->\n<!-- fresh-clones:end -->\n")
+    block = "<!-- fresh-clone-verdicts:start -->\n<!-- fresh-clone-verdicts:end -->\n"
+    (folder / "README.md").write_text(block)
     run(["git", "init", "-q"], cwd=folder)
     run(["git", "config", "user.email", "test@example.com"], cwd=folder)
     run(["git", "config", "user.name", "test"], cwd=folder)
@@ -57,6 +63,7 @@ def fresh_clone(project: Path, accuracy: str = "0.5", test_rc: str = "0"):
         "VIRTUAL_ENV": str(BIN.parent),
     }
     command = [sys.executable, "-m", "benchmarks.fresh_clone", "--doc", "doc.md"]
+    command += ["--readme", "README.md"]
     result = run(command, cwd=project, check=False, env=env)
     records = json.loads((project / RESULTS_FILE).read_text())
     return result, records
@@ -81,7 +88,17 @@ def test_a_fresh_clone_runs_the_commands_as_a_new_user_and_records_them(project:
     assert record["metrics_changed"] == [] and record["test_summary"] == "3 passed, 1 warning"
     doc = (project / "doc.md").read_text()
     assert readme_block("fresh-clones").search(doc)[2] == markdown([record])
-    assert "| all identical | 3 passed, 1 warning, " in doc
+    assert "| a identical | all identical | 3 passed, 1 warning, " in doc
+    verdicts = {"a": {"verdict": "identical", "test_accuracy": 0.5, "interval": None}}
+    assert record["verdicts"] == verdicts
+    assert f"| {record['date']}, {record['cpu']} (sse4_2 avx2) |" in doc
+    block = readme_block("fresh-clone-verdicts").search((project / "README.md").read_text())[2]
+    assert block == verdict_block([record])
+    assert block.endswith(
+        "ended with\n\n```text\na  identical  50.00 %  the model's bytes equal the committed "
+        "run's\nNo variant has seed-study records for an interval (`python -m tools.seed_study`)."
+        "\n```\n"
+    )
 
 
 def test_a_changed_metric_is_named_and_the_next_record_is_added(project: Path) -> None:
@@ -106,10 +123,13 @@ def test_a_failed_install_runs_nothing_after_it(project: Path) -> None:
     result, [record] = fresh_clone(project)
     assert_fails_cleanly(result, "`make install` failed")
     assert record["failed"] == "make install" and "repro" not in record and "venv_mb" not in record
-    assert markdown([record]).endswith("| – | not run | not compared | not run |\n")
+    assert markdown([record]).endswith("| – | not run | – | not compared | not run |\n")
+    assert verdict_block([record]).startswith("No fresh clone has recorded verdicts yet")
 
 
 def test_the_docs_table_is_the_committed_records() -> None:
     doc = (REPO / "docs/python.md").read_text()
     records = json.loads((REPO / RESULTS_FILE).read_text())
     assert readme_block("fresh-clones").search(doc)[2] == markdown(records)
+    readme = (REPO / "README.md").read_text()
+    assert readme_block("fresh-clone-verdicts").search(readme)[2] == verdict_block(records)

@@ -5,9 +5,20 @@ import json
 from pathlib import Path
 
 import pytest
+from scipy.stats import f_oneway, ttest_ind
 
 from stages.errors import StageError
-from stages.records import SEED_FIELDS, SWEEP_FIELDS, like_group, read_records
+from stages.records import (
+    SEED_FIELDS,
+    SWEEP_FIELDS,
+    Pool,
+    factors,
+    like_group,
+    pool,
+    read_records,
+    record_factors,
+)
+from stages.stats import holm
 
 HINT = "run the study"
 AVX2 = ["sse4_2", "avx", "avx2", "fma"]
@@ -15,7 +26,12 @@ AVX512 = [*AVX2, "avx512f"]
 
 
 def record(
-    name: str = "seed-wide-s1", threads: int = 1, flags: list[str] = AVX2, python: str = "3.11.7"
+    name: str = "seed-wide-s1",
+    threads: int = 1,
+    flags: list[str] = AVX2,
+    python: str = "3.11.7",
+    accuracy: float = 0.981,
+    cpu: str = "a CPU",
 ) -> dict:
     return {
         "name": name,
@@ -23,9 +39,9 @@ def record(
         "seed": 1,
         "fingerprint": "0123456789abcdef",
         "val_accuracy": 0.98,
-        "test_accuracy": 0.981,
+        "test_accuracy": accuracy,
         "threads": threads,
-        "environment": {"cpu": "a CPU", "cpu_flags": flags, "python": python},
+        "environment": {"cpu": cpu, "cpu_flags": flags, "python": python},
     }
 
 
@@ -128,3 +144,63 @@ def test_a_tie_between_groups_pools_the_fewer_threads() -> None:
     assert like_group(one + two)[0] == one
     larger_two = [*two, record("c", threads=2)]
     assert like_group(one + larger_two)[0] == larger_two  # one run more wins over fewer threads
+
+
+def runs(prefix: str, accuracies: list[float], **environment) -> list[dict]:
+    return [record(f"{prefix}{i}", accuracy=a, **environment) for i, a in enumerate(accuracies)]
+
+
+XEON = runs("x", [0.9850, 0.9855, 0.9860, 0.9852], cpu="Xeon", flags=AVX512)
+EPYC = runs("e", [0.9851, 0.9858, 0.9854], cpu="EPYC")  # AVX2 only
+EPYC_2 = runs("t", [0.9853, 0.9859], cpu="EPYC", threads=2)
+SHIFTED = runs("s", [0.9870, 0.9875, 0.9872], cpu="EPYC")  # far above XEON
+
+
+def test_the_factors_are_the_cpu_kind_threads_and_python_minor() -> None:
+    assert record_factors(XEON[0]) == ("Xeon (sse4_2 avx avx2 fma avx512f)", 1, "3.11")
+    assert record_factors(EPYC_2[0]) == ("EPYC (sse4_2 avx avx2 fma)", 2, "3.11")
+    assert factors({}, 4) == ("unknown CPU (unknown instruction sets)", 4, "?")
+    same_name = record("a", cpu="EPYC", flags=AVX512)  # another kind of the same model name
+    assert record_factors(same_name) != record_factors(EPYC[0])
+
+
+def test_groups_that_agree_are_pooled_and_the_p_value_is_scipys_welch_or_welchs_anova() -> None:
+    pools = pool({"two": XEON + EPYC, "three": XEON + EPYC + EPYC_2}, "test_accuracy")
+    two, three = pools["two"], pools["three"]
+    values = [[r["test_accuracy"] for r in group] for group in (XEON, EPYC, EPYC_2)]
+    p_two = ttest_ind(values[0], values[1], equal_var=False).pvalue
+    p_three = f_oneway(*values, equal_var=False).pvalue
+    assert (two.p_value, three.p_value) == pytest.approx((p_two, p_three), rel=1e-12)
+    assert [two.holm_p, three.holm_p] == pytest.approx(holm([p_two, p_three]))
+    assert not two.apart and two.counted() == XEON + EPYC
+    assert not three.apart and three.counted() == XEON + EPYC + EPYC_2
+
+
+def test_groups_that_differ_are_kept_apart_and_a_run_is_judged_by_its_own_group() -> None:
+    apart = pool({"wide": XEON + SHIFTED}, "test_accuracy")["wide"]
+    assert apart.holm_p < 0.05 and apart.apart
+    assert apart.counted() == XEON  # the largest group alone
+    assert apart.for_run(record_factors(SHIFTED[0])) == SHIFTED
+    assert apart.for_run(record_factors(EPYC_2[0])) == []  # no group of its own: no evidence
+
+
+@pytest.mark.parametrize(("holm_p", "apart"), [(0.0499, True), (0.05, False), (None, True)])
+def test_the_groups_are_kept_apart_just_below_five_percent_and_pooled_at_it(
+    holm_p: float | None, apart: bool
+) -> None:
+    groups = {record_factors(XEON[0]): XEON, record_factors(EPYC[0]): EPYC}
+    series = Pool(XEON + EPYC, groups, p_value=holm_p, holm_p=holm_p)  # None: scipy's nan
+    assert series.apart is apart
+    assert series.counted() == (XEON if apart else XEON + EPYC)
+
+
+def test_a_group_needs_two_records_to_be_tested_and_pooled_beside_others() -> None:
+    one = runs("o", [0.90], cpu="EPYC")
+    lone = pool({"wide": one}, "test_accuracy")["wide"]
+    assert lone.counted() == one and lone.p_value is None  # a lone group counts, untested
+    beside = pool({"wide": XEON + one}, "test_accuracy")["wide"]
+    assert beside.tested == [record_factors(XEON[0])] and beside.p_value is None
+    assert beside.counted() == XEON  # too few to test against XEON: left out
+    two = runs("o", [0.9851, 0.9856], cpu="EPYC")
+    assert pool({"wide": XEON + two}, "test_accuracy")["wide"].counted() == XEON + two
+    assert pool({"wide": []}, "test_accuracy")["wide"].counted() == []

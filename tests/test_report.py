@@ -18,7 +18,6 @@ from stages.fingerprint import fingerprint as fingerprint_of
 from stages.report import (
     against_2016_table,
     chart_records,
-    committed_line,
     current_records,
     history_csv,
     holm,
@@ -35,9 +34,11 @@ from stages.report import (
 )
 from tests.conftest import (
     REPO,
+    commit_all,
     output_bytes,
     repo_params,
     rerun_outputs,
+    run,
     run_stage,
 )
 
@@ -206,23 +207,12 @@ def test_the_noise_band_of_a_single_run_is_t_times_s_times_root_two() -> None:
     accuracies = [0.97, 0.99, 0.97, 0.99]
     assert noise_band(accuracies) == pytest.approx(3.18245 * 0.0115470 * math.sqrt(2), rel=1e-5)
     assert noise_band([0.97]) is None
-    line = noise_line({"small": accuracies, "cnn": [0.99]}, "4 pooled.")
-    assert line == (
-        "Noise bands of a single run's `test.accuracy`: `small` ±5.20 pp (4 seeds, t = 3.18). "
-        "4 pooled.\n"
+    line = noise_line({"small": accuracies, "cnn": [0.99]})
+    assert (
+        line
+        == "Noise bands of a single run's `test.accuracy`: `small` ±5.20 pp (4 seeds, t = 3.18).\n"
     )
-    assert noise_line({"small": accuracies}, "4 pooled.", "Unlike.").endswith("pooled. Unlike.\n")
-
-
-def test_the_committed_run_is_placed_among_the_pooled_runs_only_at_their_thread_count() -> None:
-    training = {v: {"environment": {"threads": 2}} for v in ("small", "wide")}
-    assert committed_line(training, [{"threads": 2}, {"threads": 2}]) == ""
-    assert committed_line(training, []) == ""
-    assert committed_line(training, [{"threads": 1}]) == (
-        "The committed run trained at 2 thread(s), the pooled runs at 1: the bands and tests "
-        "describe a new run like the pooled ones, never the committed run, whose figures stand "
-        "on their own."
-    )
+    assert noise_line({"cnn": [0.99]}).startswith("No seed study is current")
 
 
 def test_the_2016_recipe_table_tests_todays_recipe_against_it_with_welch_and_holm() -> None:
@@ -321,14 +311,19 @@ def test_update_readme_replaces_only_the_marked_block(tmp_path) -> None:
 def test_readme_tables_are_generated_from_the_committed_results(tmp_path: Path) -> None:
     """The report stage, run on the committed results, rewrites the README and summary as is.
 
-    It reads HEAD, not the workspace: a local `make repro` rewrites timings there.
+    It reads HEAD, not the workspace: a local `make repro` rewrites timings there. The copy is
+    a Git repo of those files, so that the verdicts find the committed run at its HEAD.
     """
-    inputs = ["params.yaml", "dvc.yaml", "stages", "data/split/manifest.json", "README.md"]
-    inputs += ["metrics", "history", "plots", "reports"]
+    inputs = ["params.yaml", "dvc.yaml", "dvc.lock", "stages", "data/split/manifest.json"]
+    inputs += ["README.md", "metrics", "history", "plots", "reports"]
     archive = subprocess.run(
         ["git", "archive", "--format=tar", "HEAD", *inputs], cwd=REPO, capture_output=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
+    run(["git", "init", "-q"], cwd=tmp_path)
+    run(["git", "config", "user.email", "test@example.com"], cwd=tmp_path)
+    run(["git", "config", "user.name", "test"], cwd=tmp_path)
+    commit_all(tmp_path, "the committed results")
     committed_readme = (tmp_path / "README.md").read_text()
     committed_summary = (tmp_path / "reports/summary.md").read_text()
     run_stage("report", "--readme", "README.md", cwd=tmp_path)
@@ -343,8 +338,10 @@ def test_readme_is_a_front_door_of_at_most_300_lines() -> None:
         assert (REPO / linked).exists(), linked
 
 
+REPRODUCTION = "reports/reproduction.json"
 REPORT_OUTPUTS = [
     "reports/summary.md",
+    REPRODUCTION,
     "reports/seeds_current.json",
     "reports/history.csv",
     "reports/val_accuracy.png",
@@ -358,7 +355,11 @@ def reported(project: Path, overrides: dict | None = None) -> dict[str, bytes]:
 def test_report_is_a_deterministic_function_of_every_variants_results_and_its_params(
     tiny_copy: Path,
 ) -> None:
-    first = output_bytes(tiny_copy, REPORT_OUTPUTS)  # written by the pipeline's `dvc repro`
+    # The pipeline's `dvc repro` ran before its commit: no committed run to compare with then.
+    before_commit = json.loads(output_bytes(tiny_copy, REPORT_OUTPUTS)[REPRODUCTION])
+    assert {e["verdict"] for e in before_commit.values()} == {"changed"}
+    first = reported(tiny_copy)
+    assert {e["verdict"] for e in json.loads(first[REPRODUCTION]).values()} == {"identical"}
     assert reported(tiny_copy) == first
     assert reported(tiny_copy, {"train.seed": 7, "split.seed": 7}) == first  # not the report's
     other_reference = reported(tiny_copy, {"report.reference_accuracy.small": 0.5})

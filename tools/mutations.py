@@ -224,7 +224,7 @@ MUTATIONS = (
     ),
     Mutation(
         "p-values left unadjusted",
-        "stages/report.py",
+        "stages/stats.py",
         "running = max(running, min(1.0, (len(ranked) - rank) * p_value))",
         "running = p_value",
         ("tests/test_report.py",),
@@ -249,6 +249,27 @@ MUTATIONS = (
         'return record["threads"], tuple(environment.get("cpu_flags", ())), python',
         'return 0, (), ""',
         ("tests/test_records.py",),
+    ),
+    Mutation(
+        "groups that differ pooled",
+        "stages/records.py",
+        "return len(self.tested) > 1 and (self.holm_p is None or self.holm_p < ALPHA)",
+        "return False",
+        ("tests/test_records.py",),
+    ),
+    Mutation(
+        "a verdict blind to the interval",
+        "stages/reproduction.py",
+        '"inside": low <= run.test_accuracy <= high,',
+        '"inside": True,',
+        ("tests/test_reproduction.py",),
+    ),
+    Mutation(
+        "the verdicts' intervals uncorrected across the variants",
+        "stages/reproduction.py",
+        "return 1 - ALPHA / max(judged, 1)",
+        "return 1 - ALPHA",
+        ("tests/test_reproduction.py",),
     ),
     Mutation(
         "a run recorded twice counted twice",

@@ -21,7 +21,8 @@ from stages.files import parse_yaml
 from stages.fingerprint import fingerprint, installed_libraries, read_workspace
 from stages.params import load_params, parse_params
 from stages.records import SWEEP_FIELDS, like_group, read_records
-from stages.report import holm, mean_std, p_text, update_readme, welch
+from stages.report import p_text, update_readme, welch
+from stages.stats import holm, mean_std
 from tools.cluster import scheduler_address
 from tools.experiments import Run
 from tools.study import run_study
