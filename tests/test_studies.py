@@ -19,6 +19,7 @@ from stages.report import holm, readme_block
 from tests.conftest import (
     REPO,
     SEEDS,
+    TINY_SETTINGS,
     VARIANTS,
     commit_all,
     dvc,
@@ -28,6 +29,7 @@ from tests.conftest import (
     run,
     run_stage,
     seed_study_command,
+    write_params,
     yaml_text,
 )
 from tools.experiments import Run, threads_per_run
@@ -268,3 +270,22 @@ def test_each_winner_is_tested_against_every_other_recipe_with_holm_over_the_swe
     ]
     for row, p_value, adjusted in zip(rows, raw, holm(raw), strict=True):
         assert row.endswith(f"| {p_value:.2g} | {adjusted:.2g} |")
+
+
+def test_a_repro_on_another_seed_ends_with_a_verdict_from_the_seed_study(seed_copy: Path) -> None:
+    """A real `dvc repro` retrains `wide` on a seed outside the study: the report judges it by
+    the study's two current records; the variants it did not retrain keep their bytes."""
+    write_params(seed_copy, TINY_SETTINGS | {"train.seed": 7})
+    shown = dvc("repro", "--single-item", "train@wide", "evaluate@wide", "report", cwd=seed_copy)
+    verdicts = json.loads((seed_copy / "reports/reproduction.json").read_text())
+    assert {v: e["verdict"] for v, e in verdicts.items()} == {
+        "small": "identical",
+        "wide_dropout": "identical",
+        "wide": "reproduced",
+        "cnn": "identical",
+    }
+    assert verdicts["wide"]["seeds"] == len(SEEDS)
+    assert verdicts["wide"]["confidence"] == 0.95  # the one variant with an interval
+    lines = run_stage("report", "--verdicts", cwd=seed_copy).stdout.splitlines()
+    assert lines[2].startswith("wide          reproduced  ")
+    assert lines[2] in shown.stdout  # the report stage printed the same lines in `dvc repro`
