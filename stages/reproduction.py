@@ -16,6 +16,7 @@ that a faithful rerun of all of them reads `differs` anywhere with at most 5 % p
 whatever the dependence between variants.
 """
 
+import functools
 import json
 import subprocess
 from dataclasses import dataclass
@@ -69,9 +70,10 @@ def committed_run(variant: str, read: Reader) -> Run | None:
 
 
 def git_reader(revision: str = "HEAD") -> Reader:
-    """A reader of the project's files at `revision`; it raises OSError for a file not there,
-    or outside a Git checkout."""
+    """A reader of the project's files at `revision`, each read once; it raises OSError for a
+    file not there, or outside a Git checkout."""
 
+    @functools.cache
     def read(path: str) -> bytes:
         result = subprocess.run(
             ["git", "show", f"{revision}:./{path}"], capture_output=True, check=False
