@@ -139,7 +139,7 @@ class Pool:
 
     records: list[dict[str, Any]]
     groups: dict[Factors, list[dict[str, Any]]]
-    p_value: float | None = None  # of the tested groups' means differing; None: not tested
+    p_value: float | None = None  # of the tested groups' means differing; None: untested
     holm_p: float | None = None  # adjusted across the series of one report
 
     @property
@@ -149,10 +149,11 @@ class Pool:
 
     @property
     def apart(self) -> bool:
-        """Whether the tested groups differ (Holm-adjusted p below ALPHA), or could not be
-        compared (no variance): then each group stands alone."""
-        return len(self.tested) > 1 and (self.holm_p is None or self.holm_p < ALPHA)
+        """Whether the tested groups differ (Holm-adjusted p below ALPHA): then each group
+        stands alone."""
+        return self.holm_p is not None and self.holm_p < ALPHA
 
+    @property
     def counted(self) -> list[dict[str, Any]]:
         """The records every statistic uses: a lone group whatever its size; else the tested
         groups pooled, or where they differ the largest alone (fewer threads first on a tie)."""
@@ -167,7 +168,7 @@ class Pool:
         """The records that a new run with these factors is judged by: the counted ones, or
         where the groups differ its own group alone (none where it has no tested group)."""
         if not self.apart:
-            return self.counted()
+            return self.counted
         return self.groups[run] if run in self.tested else []
 
 

@@ -17,6 +17,7 @@ import itertools
 import math
 import re
 import statistics
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from stages.errors import StageError, run_stage
 from stages.files import parse_yaml, read_json, write_json, write_text
 from stages.fingerprint import fingerprint, installed_libraries, read_workspace, with_overrides
 from stages.history import HISTORY_COLUMNS, read_history
-from stages.params import PARAMS_FILE, load_params
+from stages.params import PARAMS_FILE, Params, load_params
 from stages.paths import (
     CHART_FILE,
     HISTORY_TABLE_FILE,
@@ -57,13 +58,21 @@ from stages.stats import holm, mean_std, prediction_interval
 
 SEEDS_HINT = "run `python -m tools.seed_study`"
 RECIPE_2016_COMMAND = "python -m tools.seed_study --recipe-2016"
+RECIPE_2016_HINT = f"run `{RECIPE_2016_COMMAND}`"
 RECIPE_2016 = " (2016's recipe)"  # its series' names: the variant's and this
 # Not in stages/paths.py, which train and evaluate import: a change there stales every record.
 REPRODUCTION_FILE = REPORTS_DIR / "reproduction.json"  # each variant's verdict against HEAD
 VALUE = "test_accuracy"  # what the seed study's statistics and the verdicts compare
 # The tables that `--readme` copies; the pooling table stays in reports/summary.md.
-README_BLOCKS = ("reproduction", "results", "noise", "against2016", "recipe2016")
-README_BLOCKS += ("significance", "environment")
+README_BLOCKS = (
+    "reproduction",
+    "results",
+    "noise",
+    "against2016",
+    "recipe2016",
+    "significance",
+    "environment",
+)
 
 
 def percent(value: float) -> str:
@@ -114,10 +123,6 @@ def series(
 ) -> dict[str, list[dict[str, Any]]]:
     """Each variant's records, a series of its own (named `variant` + `suffix`)."""
     return {v + suffix: [r for r in records if r["variant"] == v] for v in variants}
-
-
-def seed_accuracies(records: list[dict[str, Any]], variant: str) -> list[float]:
-    return [r["test_accuracy"] for r in records if r["variant"] == variant]
 
 
 def seed_cells(accuracies: list[float], reference: float | None) -> list[str]:
@@ -218,27 +223,38 @@ def pooling_table(pools: dict[str, Pool]) -> str:
         "| p (Holm) | Counted |",
         "|---|---|---|--:|---|",
     ]
-    for name, series in pools.items():
-        if not series.records:
+    for name, series_pool in pools.items():
+        if not series_pool.records:
             continue
-        groups = "; ".join(f"{factors_text(k)}: {len(g)}" for k, g in series.groups.items())
-        test = {0: "–", 1: "–", 2: "Welch"}.get(len(series.tested), "Welch's ANOVA")
-        p_value = "–" if series.p_value is None else f"{p_text(series.p_value)} "
-        p_value += f"({p_text(series.holm_p)})" if series.holm_p is not None else ""
-        lines.append(f"| {name} | {groups} | {test} | {p_value.strip()} | {counted(series)} |")
+        groups = "; ".join(f"{factors_text(k)}: {len(g)}" for k, g in series_pool.groups.items())
+        test = {0: "–", 1: "–", 2: "Welch"}.get(len(series_pool.tested), "Welch's ANOVA")
+        cells = [name, groups, test, p_cell(series_pool), counted(series_pool)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def counted(series: Pool) -> str:
+def p_cell(series_pool: Pool) -> str:
+    if series_pool.p_value is None:
+        return "–"
+    return f"{p_text(series_pool.p_value)} ({p_text(series_pool.holm_p)})"
+
+
+def counted(series_pool: Pool) -> str:
     """What the statistics count of a series, and why."""
-    kept, total = len(series.counted()), len(series.records)
-    if len(series.groups) == 1:
+    kept, total = len(series_pool.counted), len(series_pool.records)
+    if len(series_pool.groups) == 1:
         return f"all {total}"
-    if series.apart:
+    if series_pool.apart:
         return f"{kept} of {total}: the groups differ, the largest alone"
-    text = f"{kept} pooled" if len(series.tested) > 1 else f"{kept} of {total}"
+    text = f"{kept} pooled" if len(series_pool.tested) > 1 else f"{kept} of {total}"
     left = total - kept
     return text + (f"; {left} in groups too small to test left out" if left else "")
+
+
+def seeds_cell(entry: dict[str, Any]) -> str:
+    """The seeds behind a verdict, and how many ran with the run's CPU, threads and Python."""
+    seeds, like = entry["seeds"], entry["seeds_like_this_run"]
+    return str(seeds) if like == seeds else f"{seeds} ({like} like this run)"
 
 
 def reproduction_table(entries: dict[str, dict[str, Any]]) -> str:
@@ -264,7 +280,7 @@ def reproduction_table(entries: dict[str, dict[str, Any]]) -> str:
             entry["verdict"],
             percent(entry["test_accuracy"]),
             "–" if committed is None else percent(committed),
-            str(entry["seeds"]),
+            seeds_cell(entry),
             interval,
             offset,
             reason(entry) if entry["verdict"] in ("identical", "changed", "unstudied") else "",
@@ -434,28 +450,23 @@ def update_readme(readme: Path, text: str, block: str) -> None:
     write_text(readme, pattern.sub(lambda match: match[1] + text + match[3], content))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--readme", type=Path, help="also copy the tables into this README")
-    parser.add_argument(
-        "--verdicts", action="store_true", help=f"only print the verdicts of {REPRODUCTION_FILE}"
-    )
-    args = parser.parse_args()
-    if args.verdicts:
-        print(verdict_lines(read_json(REPRODUCTION_FILE, "run `dvc repro`")), end="")
-        return
+@dataclass(frozen=True)
+class Studies:
+    """Both studies' records, those of today's fingerprint and seeds, and how they pool."""
 
-    params = load_params()
-    variants = list(params.models)
-    hint = "run `dvc repro` to evaluate every variant"
-    metrics = {variant: read_json(metrics_file(variant), hint) for variant in variants}
-    training = {variant: read_json(training_file(variant), hint) for variant in variants}
-    histories = {variant: read_history(history_file(variant)) for variant in variants}
-    correct = {v: np.equal(*read_predictions(v).T) for v in variants}
+    records: list[dict[str, Any]]
+    recipe_records: list[dict[str, Any]]
+    fresh: list[dict[str, Any]]
+    fresh_2016: list[dict[str, Any]]
+    pools: dict[str, Pool]
+
+
+def read_studies(params: Params) -> Studies:
+    """reports/seeds.json and reports/recipe_2016.json, judged by today's fingerprints."""
+    variants, recipes = list(params.models), params.report.recipe_2016
     raw_params = parse_yaml(PARAMS_FILE.read_text())
     libraries = installed_libraries()
     fingerprints = {v: fingerprint(v, raw_params, read_workspace, libraries) for v in variants}
-    recipes = params.report.recipe_2016
     recipe_fingerprints = {
         v: fingerprint(v, with_overrides(raw_params, v, recipes[v]), read_workspace, libraries)
         for v in recipes
@@ -463,19 +474,47 @@ def main() -> None:
     if not SEEDS_FILE.exists():
         raise StageError(f"{SEEDS_FILE} is missing", SEEDS_HINT)
     records = read_records(SEEDS_FILE, SEEDS_HINT, SEED_FIELDS)
-    recipe_hint = f"run `{RECIPE_2016_COMMAND}`"
-    recipe_records = read_records(RECIPE_2016_FILE, recipe_hint, SEED_FIELDS)
+    recipe_records = read_records(RECIPE_2016_FILE, RECIPE_2016_HINT, SEED_FIELDS)
     fresh = current_records(records, fingerprints, params.report.seeds)
     fresh_2016 = current_records(recipe_records, recipe_fingerprints, params.report.seeds)
     pools = pool(series(fresh, variants) | series(fresh_2016, recipes, RECIPE_2016), VALUE)
-    counted = [r for v in variants for r in pools[v].counted()]
-    current = [r for r in fresh if r in counted]  # in the records file's order, for the chart
-    seeds = {v: seed_accuracies(pools[v].counted(), v) for v in variants}
-    seeds_2016 = {v: seed_accuracies(pools[v + RECIPE_2016].counted(), v) for v in recipes}
-    references = params.report.reference_accuracy
+    return Studies(records, recipe_records, fresh, fresh_2016, pools)
+
+
+def reproduction_now(variants: list[str], pools: dict[str, Pool]) -> dict[str, dict[str, Any]]:
+    """Each variant's verdict: the workspace's run against HEAD's and the seed study."""
     runs = {v: read_run(v, read_workspace) for v in variants}
     committed = {v: committed_run(v, git_reader()) for v in variants}
-    reproduction = verdicts(runs, committed, {v: pools[v] for v in variants}, VALUE)
+    return verdicts(runs, committed, {v: pools[v] for v in variants}, VALUE)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--readme", type=Path, help="also copy the tables into this README")
+    parser.add_argument(
+        "--verdicts", action="store_true", help="only print the verdicts against HEAD as it is"
+    )
+    args = parser.parse_args()
+
+    params = load_params()
+    variants = list(params.models)
+    hint = "run `dvc repro` to evaluate every variant"
+    metrics = {variant: read_json(metrics_file(variant), hint) for variant in variants}
+    training = {variant: read_json(training_file(variant), hint) for variant in variants}
+    studies = read_studies(params)
+    reproduction = reproduction_now(variants, studies.pools)
+    if args.verdicts:  # also after a commit that left the report's deps as they were
+        print(verdict_lines(reproduction), end="")
+        return
+
+    histories = {variant: read_history(history_file(variant)) for variant in variants}
+    correct = {v: np.equal(*read_predictions(v).T) for v in variants}
+    pools, recipes = studies.pools, params.report.recipe_2016
+    counted_records = [r for v in variants for r in pools[v].counted]
+    current = [r for r in studies.fresh if r in counted_records]  # in the file's order
+    seeds = {v: [r[VALUE] for r in pools[v].counted] for v in variants}
+    seeds_2016 = {v: [r[VALUE] for r in pools[v + RECIPE_2016].counted] for v in recipes}
+    references = params.report.reference_accuracy
 
     tables = {
         "reproduction": reproduction_table(reproduction),
@@ -487,8 +526,8 @@ def main() -> None:
         "significance": significance_table(correct, seeds),
         "environment": environment_table(training),
     }
-    stale = stale_line(records, fresh, SEEDS_HINT) + stale_line(
-        recipe_records, fresh_2016, recipe_hint
+    stale = stale_line(studies.records, studies.fresh, SEEDS_HINT) + stale_line(
+        studies.recipe_records, studies.fresh_2016, RECIPE_2016_HINT
     )
     write_text(
         SUMMARY_FILE,

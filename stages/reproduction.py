@@ -25,7 +25,7 @@ from typing import Any
 from stages.files import parse_yaml
 from stages.fingerprint import Reader, differences, fingerprint_content, recorded_libraries
 from stages.paths import metrics_file, model_file, training_file
-from stages.records import Factors, Pool, factors
+from stages.records import Factors, Pool, factors, record_factors
 from stages.stats import ALPHA, mean_std, prediction_interval
 
 VERDICTS = ("identical", "reproduced", "differs", "changed", "unstudied")
@@ -98,14 +98,16 @@ def bonferroni(judged: int) -> float:
 
 
 def verdict(
-    run: Run, committed: Run | None, seeds: list[float], confidence: float
+    run: Run, committed: Run | None, seeds: list[float], confidence: float, like: int = 0
 ) -> dict[str, Any]:
     """One variant's verdict with its evidence: the interval wherever there are seeds for one,
-    also for a run that needs none (identical) or gets none (changed)."""
+    also for a run that needs none (identical) or gets none (changed); `like` of the seeds ran
+    with the run's own CPU kind, threads and Python."""
     entry: dict[str, Any] = {
         "test_accuracy": run.test_accuracy,
         "committed_test_accuracy": committed.test_accuracy if committed else None,
         "seeds": len(seeds),
+        "seeds_like_this_run": like,
         "interval": None,
         "changes": [],
     }
@@ -134,9 +136,18 @@ def verdicts(
     runs: dict[str, Run], committed: dict[str, Run | None], pools: dict[str, Pool], value: str
 ) -> dict[str, dict[str, Any]]:
     """Every variant's verdict, its interval corrected over the variants that have one."""
-    seeds = {v: [r[value] for r in pools[v].for_run(run.factors)] for v, run in runs.items()}
-    confidence = bonferroni(sum(len(values) >= 2 for values in seeds.values()))
-    return {v: verdict(run, committed[v], seeds[v], confidence) for v, run in runs.items()}
+    judged_by = {v: pools[v].for_run(run.factors) for v, run in runs.items()}
+    confidence = bonferroni(sum(len(records) >= 2 for records in judged_by.values()))
+    return {
+        v: verdict(
+            run,
+            committed[v],
+            [r[value] for r in judged_by[v]],
+            confidence,
+            like=sum(record_factors(r) == run.factors for r in judged_by[v]),
+        )
+        for v, run in runs.items()
+    }
 
 
 def verdict_line(variant: str, entry: dict[str, Any], width: int) -> str:
@@ -159,7 +170,8 @@ def reason(entry: dict[str, Any]) -> str:
             )
     low, high = entry["interval"]
     where = "inside" if entry["inside"] else "outside"
-    text = f"{where} {100 * low:.2f} – {100 * high:.2f} % ({entry['seeds']} seeds)"
+    unlike = "" if entry["seeds_like_this_run"] else ", none of this run's CPU, threads and Python"
+    text = f"{where} {100 * low:.2f} – {100 * high:.2f} % ({entry['seeds']} seeds{unlike})"
     if entry["verdict"] == "reproduced":
         return text
     deviations = entry["standard_deviations"]

@@ -36,14 +36,20 @@ def holm(p_values: list[float | None]) -> list[float | None]:
     return adjusted
 
 
-def groups_p_value(groups: list[list[float]]) -> float | None:
+def groups_p_value(groups: list[list[float]]) -> float:
     """Whether the groups' means differ: Welch's t-test for two groups, Welch's one-way ANOVA
-    for more (neither assumes equal variances; for two groups they give the same p). None
-    where scipy finds no variance to test with (its nan)."""
+    for more (neither assumes equal variances; for two groups they give the same p).
+
+    A group whose values are all equal (accuracies come in steps of 1e-4, so two runs may tie)
+    gives Welch's ANOVA no weight to use: scipy's nan then, and the classic one-way ANOVA, with
+    one variance for all groups, decides. All values equal: no difference, p = 1.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # of a zero variance: the nan says it
         if len(groups) == 2:
             p_value = ttest_ind(*groups, equal_var=False).pvalue
         else:
             p_value = f_oneway(*groups, equal_var=False).pvalue
-    return None if math.isnan(p_value) else float(p_value)
+        if math.isnan(p_value):
+            p_value = f_oneway(*groups).pvalue
+    return 1.0 if math.isnan(p_value) else float(p_value)

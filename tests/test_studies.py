@@ -289,3 +289,6 @@ def test_a_repro_on_another_seed_ends_with_a_verdict_from_the_seed_study(seed_co
     lines = run_stage("report", "--verdicts", cwd=seed_copy).stdout.splitlines()
     assert lines[2].startswith("wide          reproduced  ")
     assert lines[2] in shown.stdout  # the report stage printed the same lines in `dvc repro`
+    commit_all(seed_copy, "the seed-7 run")  # the report's deps stay as they are: HEAD moved
+    lines = run_stage("report", "--verdicts", cwd=seed_copy).stdout.splitlines()
+    assert lines[2].startswith("wide          identical   ")
