@@ -95,7 +95,7 @@ def test_a_fresh_clone_runs_the_commands_as_a_new_user_and_records_them(project:
     block = readme_block("fresh-clone-verdicts").search((project / "README.md").read_text())[2]
     assert block == verdict_block([record])
     assert block.endswith(
-        "ended with\n\n```text\na  identical  50.00 %  the model's bytes equal the committed "
+        "ended with\n\n```text\na  identical   50.00 %  the model's bytes equal the committed "
         "run's\nNo variant has seed-study records for an interval (`python -m tools.seed_study`)."
         "\n```\n"
     )
