@@ -25,6 +25,7 @@ from stages.reproduction import (
     verdicts,
 )
 from tests.conftest import REPO, TINY_SETTINGS, write_params
+from tests.test_docs_figures import committed, committed_text
 from tests.test_records import record
 
 SEEDS = [0.9855, 0.9851, 0.9856, 0.9853, 0.9854]
@@ -186,12 +187,13 @@ def test_the_readmes_words_on_the_committed_run_hold_for_the_committed_results()
         "`wide_dropout`'s committed run lies below every one of its seed-study runs and outside",
     ):
         assert claim in readme
-    entries = json.loads((REPO / "reports/reproduction.json").read_text())
-    names = {r["name"] for r in json.loads((REPO / "reports/seeds_current.json").read_text())}
-    records = json.loads((REPO / "reports/seeds.json").read_text())
+    # HEAD's files: a `make repro` on another CPU rewrites the workspace's.
+    entries = committed("reports/reproduction.json")
+    names = {r["name"] for r in json.loads(committed_text("HEAD", "reports/seeds_current.json"))}
+    records = json.loads(committed_text("HEAD", "reports/seeds.json"))
     counted = [r for r in records if r["name"] in names]
     assert len(counted) == len(names)
-    trained = [json.loads((REPO / f"history/{v}.json").read_text())["environment"] for v in entries]
+    trained = [committed(f"history/{v}.json")["environment"] for v in entries]
     assert {(e["cpu"], tuple(e["cpu_flags"]), e["threads"]) for e in trained} == {
         (r["environment"]["cpu"], tuple(r["environment"]["cpu_flags"]), 2) for r in counted
     }
