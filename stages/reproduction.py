@@ -28,7 +28,6 @@ from stages.paths import metrics_file, model_file, training_file
 from stages.records import Factors, Pool, factors, record_factors
 from stages.stats import ALPHA, mean_std, prediction_interval
 
-VERDICTS = ("identical", "reproduced", "differs", "changed", "unstudied")
 SEEDS_COMMAND = "python -m tools.seed_study"
 
 
