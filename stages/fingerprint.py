@@ -7,16 +7,22 @@ they depend on, the split's manifest (the hashes of the split files) and their o
 and the versions of TensorFlow, Keras and NumPy that ran them. A seed-study or sweep record
 whose fingerprint differs from today's was made by other code, params or libraries: it is
 stale. The Python minor, like the thread count and the CPU, makes runs unlike rather than
-stale: statistics pool one group of them (stages/records.py).
+stale: statistics pool them where their groups agree (stages/records.py).
+
+A `Reader` reads the files from the workspace (`read_workspace`) or from a Git commit
+(`commit_reader`).
 """
 
 import copy
+import functools
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from stages.errors import StageError
 from stages.files import parse_yaml, sha256_bytes
 from stages.paths import MANIFEST_FILE
 
@@ -128,6 +134,22 @@ def with_overrides(params: dict[str, Any], variant: str, overrides: dict[str, An
 def read_workspace(path: str) -> bytes:
     with open(path, "rb") as file:
         return file.read()
+
+
+def git(*args: str) -> bytes:
+    """Run Git; fail with its last error line (an unreachable `origin`, say), not a traceback."""
+    result = subprocess.run(["git", *args], capture_output=True)
+    if result.returncode != 0:
+        lines = result.stderr.decode(errors="replace").strip().splitlines() or ["no output"]
+        cause = next((line for line in lines if line.startswith("fatal:")), lines[-1])
+        raise StageError(f"`git {args[0]}` failed: {cause}", "run it to see why")
+    return result.stdout
+
+
+def commit_reader(commit: str) -> Reader:
+    """A reader of the project's files at a Git commit (or revision), each read once; a file
+    the commit lacks, or no Git checkout, is git's one-line error (a StageError)."""
+    return functools.cache(lambda path: git("show", f"{commit}:./{path}"))
 
 
 def installed_libraries() -> dict[str, str]:

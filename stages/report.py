@@ -27,7 +27,13 @@ from scipy.stats import binomtest, t, ttest_1samp, ttest_ind
 
 from stages.errors import StageError, run_stage
 from stages.files import parse_yaml, read_json, write_json, write_text
-from stages.fingerprint import fingerprint, installed_libraries, read_workspace, with_overrides
+from stages.fingerprint import (
+    commit_reader,
+    fingerprint,
+    installed_libraries,
+    read_workspace,
+    with_overrides,
+)
 from stages.history import HISTORY_COLUMNS, read_history
 from stages.params import PARAMS_FILE, Params, load_params
 from stages.paths import (
@@ -48,7 +54,6 @@ from stages.records import SEED_FIELDS, Pool, factors_text, pool, read_records
 from stages.reproduction import (
     committed_run,
     correction_line,
-    git_reader,
     read_run,
     reason,
     verdict_lines,
@@ -484,7 +489,8 @@ def read_studies(params: Params) -> Studies:
 def reproduction_now(variants: list[str], pools: dict[str, Pool]) -> dict[str, dict[str, Any]]:
     """Each variant's verdict: the workspace's run against HEAD's and the seed study."""
     runs = {v: read_run(v, read_workspace) for v in variants}
-    committed = {v: committed_run(v, git_reader()) for v in variants}
+    head = commit_reader("HEAD")  # one reader, so that each file of HEAD is read once
+    committed = {v: committed_run(v, head) for v in variants}
     return verdicts(runs, committed, {v: pools[v] for v in variants}, VALUE)
 
 

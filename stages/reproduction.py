@@ -16,12 +16,11 @@ that a faithful rerun of all of them reads `differs` anywhere with at most 5 % p
 whatever the dependence between variants.
 """
 
-import functools
 import json
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from stages.errors import StageError
 from stages.files import parse_yaml
 from stages.fingerprint import Reader, differences, fingerprint_content, recorded_libraries
 from stages.paths import metrics_file, model_file, training_file
@@ -49,7 +48,7 @@ def read_run(variant: str, read: Reader) -> Run:
     params = parse_yaml(read("params.yaml"))
     try:
         lock = parse_yaml(read("dvc.lock")) or {}
-    except OSError:
+    except (OSError, StageError):  # none in the workspace, or none at the commit
         lock = {}
     return Run(
         test_accuracy=metrics["test"]["accuracy"],
@@ -64,24 +63,8 @@ def committed_run(variant: str, read: Reader) -> Run | None:
     the variant was added, or where HEAD's files lack or garble what a run needs."""
     try:
         return read_run(variant, read)
-    except (OSError, KeyError, TypeError, ValueError):
+    except (StageError, KeyError, TypeError, ValueError):
         return None
-
-
-def git_reader(revision: str = "HEAD") -> Reader:
-    """A reader of the project's files at `revision`, each read once; it raises OSError for a
-    file not there, or outside a Git checkout."""
-
-    @functools.cache
-    def read(path: str) -> bytes:
-        result = subprocess.run(
-            ["git", "show", f"{revision}:./{path}"], capture_output=True, check=False
-        )
-        if result.returncode != 0:
-            raise FileNotFoundError(f"{path} at {revision}: {result.stderr.decode().strip()}")
-        return result.stdout
-
-    return read
 
 
 def model_md5(lock: dict[str, Any], variant: str) -> str | None:

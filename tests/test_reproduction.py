@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 from scipy.stats import t
 
-from stages.fingerprint import read_workspace
+from stages.fingerprint import commit_reader, read_workspace
 from stages.records import pool
 from stages.reproduction import (
     Run,
     bonferroni,
     committed_run,
     correction_line,
-    git_reader,
     read_run,
     verdict,
     verdict_lines,
@@ -162,19 +161,19 @@ def test_the_committed_run_is_read_from_head_and_an_edit_shows_as_a_change(
     tiny_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tiny_copy)
-    committed = committed_run("wide", git_reader())
+    committed = committed_run("wide", commit_reader("HEAD"))
     assert committed == read_run("wide", read_workspace)  # nothing changed since the commit
     write_params(tiny_copy, TINY_SETTINGS | {"models.wide.dropout": 0.1})
     now = read_run("wide", read_workspace)
     entry = verdict(dataclasses.replace(now, model_md5="retrained"), committed, [], 0.95)
     assert (entry["verdict"], entry["changes"]) == ("changed", ["models.wide.dropout 0.0 → 0.1"])
-    assert committed_run("small", git_reader()) == read_run("small", read_workspace)
-    assert committed_run("new", git_reader()) is None  # a variant HEAD does not have
-    assert committed_run("wide", git_reader("no-such-revision")) is None
+    assert committed_run("small", commit_reader("HEAD")) == read_run("small", read_workspace)
+    assert committed_run("new", commit_reader("HEAD")) is None  # a variant HEAD does not have
+    assert committed_run("wide", commit_reader("no-such-revision")) is None
     (tiny_copy / "dvc.lock").unlink()
     assert read_run("wide", read_workspace).model_md5 is None  # no lock: nothing is identical
     shutil.rmtree(tiny_copy / ".git")
-    assert committed_run("wide", git_reader()) is None  # not a Git checkout
+    assert committed_run("wide", commit_reader("HEAD")) is None  # not a Git checkout
 
 
 def test_the_readmes_words_on_the_committed_run_hold_for_the_committed_results() -> None:

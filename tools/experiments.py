@@ -21,8 +21,9 @@ from stages.errors import StageError
 from stages.files import parse_yaml
 from stages.fingerprint import (
     STUDIED_STAGES,
-    Reader,
+    commit_reader,
     fingerprint,
+    git,
     recorded_libraries,
     with_overrides,
 )
@@ -105,16 +106,6 @@ def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
-def git(*args: str) -> bytes:
-    """Run Git; fail with its last error line (an unreachable `origin`, say), not a traceback."""
-    result = subprocess.run(["git", *args], capture_output=True)
-    if result.returncode != 0:
-        lines = result.stderr.decode(errors="replace").strip().splitlines() or ["no output"]
-        cause = next((line for line in lines if line.startswith("fatal:")), lines[-1])
-        raise StageError(f"`git {args[0]}` failed: {cause}", "run it to see why")
-    return result.stdout
-
-
 def head_commit() -> str:
     return git("rev-parse", "HEAD").decode().strip()
 
@@ -122,10 +113,6 @@ def head_commit() -> str:
 def experiment_ref(base: str, name: str) -> str:
     """Where DVC keeps experiment `name` of the commit `base`."""
     return f"refs/exps/{base[:2]}/{base[2:]}/{name}"
-
-
-def commit_reader(commit: str) -> Reader:
-    return lambda path: git("show", f"{commit}:{path}")
 
 
 def experiment_names(base: str) -> set[str]:
