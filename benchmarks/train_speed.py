@@ -17,9 +17,12 @@ to benchmarks/results/.
 """
 
 import argparse
+import datetime
 import importlib.util
 import json
 import math
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -48,6 +51,31 @@ def matmul_ceiling(size: int, repeats: int) -> float:
         a @ b
         best = min(best, time.perf_counter() - started)
     return 2 * size**3 / best / 1e9
+
+
+def machine() -> dict:
+    """Where and when the benchmark ran, and on which commit (`+` where the stages or params
+    differ from it)."""
+    from stages.environment import cpu
+
+    model, flags = cpu()
+    git = ["git", "-C", str(Path(__file__).parent)]
+    commit = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    changed = subprocess.run(
+        [*git, "status", "--porcelain", "--", "stages", "params.yaml"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return {
+        "cpu": model,
+        "cpu_flags": flags,
+        "cores": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "date": datetime.date.today().isoformat(),
+        "commit": (commit or "unknown") + ("+" if changed else ""),
+    }
 
 
 def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> dict:
@@ -195,8 +223,11 @@ def torch_columns(r: dict) -> str:
     return f"{r['torch_seconds_per_epoch']:.2f} | {r['torch_ratio']:.2f}"
 
 
-def table(rows: list[dict], ceiling: float) -> str:
+def table(rows: list[dict], ceiling: float, where: dict) -> str:
+    """The results, with the CPU, date and commit that gave them."""
     lines = [
+        f"On {where['cpu']} ({' '.join(where['cpu_flags'])}), {where['cores']} cores, "
+        f"{where['date']}, commit {where['commit']}, Python {where['python']}:\n",
         "| Variant | s/epoch (project) | s/epoch (Keras baseline) | project/baseline "
         "| s/epoch (PyTorch) | project/PyTorch | training samples/s | GFLOP/s | of ceiling |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
@@ -212,7 +243,7 @@ def table(rows: list[dict], ceiling: float) -> str:
     lines.append(
         f"\nMedians of {rows[0]['epochs_timed']} timed epochs per path and variant, validation "
         "included; samples/s and GFLOP/s count the training part of the project's epochs alone. "
-        f"Ceiling: numpy float32 matmul, {ceiling:.1f} GFLOP/s."
+        f"Ceiling: numpy float32 matmul on the same machine, {ceiling:.1f} GFLOP/s."
     )
     return "\n".join(lines) + "\n"
 
@@ -230,7 +261,7 @@ def restate_results(path: Path, readme: Path | None) -> None:
     }
     report = restate(report, flops)
     write_json(path, report)
-    text = table(report["rows"], report["matmul_ceiling_gflops"])
+    text = table(report["rows"], report["matmul_ceiling_gflops"], report["machine"])
     if readme:
         update_readme(readme, text, block="speed-benchmark")
     print(text)
@@ -280,6 +311,7 @@ def main() -> None:
 
     variants = args.variants or list(load_params().models)
     limit = 2048 if args.quick else None
+    where = machine()  # before the timings, which take minutes
     ceiling = matmul_ceiling(size=1024 if args.quick else 4096, repeats=3 if args.quick else 5)
     rows = []
     rounds = args.rounds or (1 if args.quick else 3)
@@ -287,13 +319,14 @@ def main() -> None:
         pooled = measure_rounds(variant, paths, rounds, args.timed_epochs, limit)
         rows.append(row(variant, pooled, ceiling))
     report = {
+        "machine": where,
         "quick": args.quick,
         "rounds": rounds,
         "matmul_ceiling_gflops": round(ceiling, 1),
         "rows": rows,
     }
     write_json(args.output, report)
-    text = table(rows, ceiling)
+    text = table(rows, ceiling, report["machine"])
     if args.readme:
         update_readme(args.readme, text, block="speed-benchmark")
     print(text)
