@@ -56,6 +56,7 @@ def matmul_ceiling(size: int, repeats: int) -> float:
 def machine() -> dict:
     """Where and when the benchmark ran, and on which commit (`+` where the stages or params
     differ from it)."""
+    import stages.tf_quiet  # noqa: F401  (stages.environment imports TensorFlow)
     from stages.environment import cpu
 
     model, flags = cpu()
@@ -226,8 +227,6 @@ def torch_columns(r: dict) -> str:
 def table(rows: list[dict], ceiling: float, where: dict) -> str:
     """The results, with the CPU, date and commit that gave them."""
     lines = [
-        f"On {where['cpu']} ({' '.join(where['cpu_flags'])}), {where['cores']} cores, "
-        f"{where['date']}, commit {where['commit']}, Python {where['python']}:\n",
         "| Variant | s/epoch (project) | s/epoch (Keras baseline) | project/baseline "
         "| s/epoch (PyTorch) | project/PyTorch | training samples/s | GFLOP/s | of ceiling |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
@@ -243,7 +242,9 @@ def table(rows: list[dict], ceiling: float, where: dict) -> str:
     lines.append(
         f"\nMedians of {rows[0]['epochs_timed']} timed epochs per path and variant, validation "
         "included; samples/s and GFLOP/s count the training part of the project's epochs alone. "
-        f"Ceiling: numpy float32 matmul on the same machine, {ceiling:.1f} GFLOP/s."
+        f"Ceiling: numpy float32 matmul on the same machine, {ceiling:.1f} GFLOP/s. Measured on "
+        f"{where['cpu']} ({' '.join(where['cpu_flags'])}), {where['cores']} cores, "
+        f"{where['date']}, commit {where['commit']}, Python {where['python']}."
     )
     return "\n".join(lines) + "\n"
 

@@ -24,6 +24,25 @@ def prediction_interval(values: list[float], confidence: float = 0.95) -> tuple[
     return mean - half, mean + half
 
 
+def mean_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Where the mean of all runs lies at `confidence`: mean ± t(n−1)·s/√n."""
+    n = len(values)
+    mean, std = mean_std(values)
+    half = float(t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def probability_above(values: list[float], reference: float) -> float:
+    """The probability that one new run's value exceeds `reference`, from the same t model as
+    the prediction interval: (new − mean) / (s·√(1 + 1/n)) follows t(n−1)."""
+    n = len(values)
+    mean, std = mean_std(values)
+    scale = std * math.sqrt(1 + 1 / n)
+    if scale == 0:  # every run gave the same value: a new one gives it too
+        return 1.0 if mean > reference else 0.0
+    return float(t.sf((reference - mean) / scale, n - 1))
+
+
 def holm(p_values: list[float | None]) -> list[float | None]:
     """Holm–Bonferroni adjusted p-values of one family of tests, in the order given (a None,
     a test that could not run, is left out of the family)."""

@@ -1,5 +1,6 @@
 """The benchmarks' quick modes produce full tables (timings are not asserted)."""
 
+import datetime
 import json
 import math
 import re
@@ -38,6 +39,11 @@ def test_quick_benchmark_writes_a_table_of_positive_finite_values(
     )
     assert "| small | " in result.stdout and "| – | – |" in result.stdout
     report = json.loads(output.read_text())
+    where = report["machine"]  # the table names the CPU, date and commit it was measured on
+    assert where["date"] == datetime.date.today().isoformat() and where["cores"] >= 1
+    assert re.fullmatch(r"[0-9a-f]{7,}\+?|unknown", where["commit"]), where
+    assert f"Measured on {where['cpu']} (" in result.stdout
+    assert f"{where['date']}, commit {where['commit']}, Python {where['python']}." in result.stdout
     assert report["quick"] is True
     assert report["rounds"] == 2
     assert math.isfinite(report["matmul_ceiling_gflops"]) and report["matmul_ceiling_gflops"] > 0

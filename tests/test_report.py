@@ -3,6 +3,7 @@
 import json
 import math
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -16,22 +17,27 @@ from stages.errors import StageError
 from stages.fingerprint import STUDIED_STAGES, installed_libraries, recorded_libraries
 from stages.fingerprint import fingerprint as fingerprint_of
 from stages.report import (
+    ABOVE,
+    BELOW,
+    WITHIN,
     against_2016_table,
     chart_records,
     current_records,
     history_csv,
     holm,
-    least_favourable,
     mcnemar,
     noise_band,
     noise_line,
+    p_text,
     prediction_interval,
+    probability_text,
     recipe_2016_table,
     stale_line,
     summary_table,
     update_readme,
     welch,
 )
+from stages.stats import mean_interval, probability_above
 from tests.conftest import (
     REPO,
     commit_all,
@@ -40,6 +46,7 @@ from tests.conftest import (
     rerun_outputs,
     run,
     run_stage,
+    write_params,
 )
 
 
@@ -257,31 +264,78 @@ def test_holm_multiplies_the_kth_smallest_p_by_m_minus_k_and_keeps_the_order() -
     assert holm([]) == []
 
 
-def test_the_prediction_interval_and_the_one_sided_test_match_their_definitions() -> None:
+def test_the_intervals_and_the_probability_match_their_definitions() -> None:
     values = [0.9655, 0.9661, 0.9683, 0.9670, 0.9649]
     n, mean, std = len(values), statistics.mean(values), statistics.stdev(values)
-    low, high = prediction_interval(values)
-    expected = t.interval(0.95, n - 1, loc=mean, scale=std * math.sqrt(1 + 1 / n))
-    assert (low, high) == pytest.approx(expected, rel=1e-12)
-    assert least_favourable(0.965) == pytest.approx(0.9655)  # 96.5 % as given: up to 96.55
-    assert least_favourable(0.9804) == pytest.approx(0.98045)
-    assert least_favourable(0.9836) == pytest.approx(0.98365)
-    row = against_2016_table({"small": values}, {"small": 0.965}).splitlines()[2]
-    statistic = (mean - 0.9655) / (std / math.sqrt(n))
-    p_value = t.sf(statistic, n - 1)  # one-sided: the mean above the figure
-    assert f"| {p_value:.2g} ({p_value:.2g}) |" in row  # one test: Holm leaves it
-    assert f"| {100 * low:.2f} – {100 * high:.2f} % | 96.550 % |" in row
+    one_run = t.interval(0.95, n - 1, loc=mean, scale=std * math.sqrt(1 + 1 / n))
+    assert prediction_interval(values) == pytest.approx(one_run, rel=1e-12)
+    of_mean = t.interval(0.99, n - 1, loc=mean, scale=std / math.sqrt(n))
+    assert mean_interval(values, 0.99) == pytest.approx(of_mean, rel=1e-12)
+    scale = std * math.sqrt(1 + 1 / n)
+    assert probability_above(values, 0.966) == pytest.approx(t.sf((0.966 - mean) / scale, n - 1))
+    assert probability_above(values, mean) == pytest.approx(0.5)
+    assert probability_above(values, one_run[0]) == pytest.approx(0.975)  # the same t model
+    assert probability_above([0.98, 0.98], 0.98 - 1e-9) == 1.0  # no spread: the value again
+    assert probability_above([0.98, 0.98], 0.98) == 0.0
 
 
-def test_beats_only_where_the_whole_prediction_interval_clears_the_figure() -> None:
-    values = [0.9855, 0.9851, 0.9856, 0.9853, 0.9854]
-    low, _ = prediction_interval(values)
-    below = math.floor((low - 0.0001) * 1e4) / 1e4  # rounds up to just under `low`
-    above = math.ceil(low * 1e4) / 1e4  # its least favourable end is just over `low`
-    assert least_favourable(below) < low < least_favourable(above)
-    assert against_2016_table({"v": values}, {"v": below}).endswith("| beats 2016 |\n")
-    assert against_2016_table({"v": values}, {"v": above}).endswith("| matches 2016 |\n")
-    assert against_2016_table({"v": values[:1]}, {"v": below}).startswith("No seed study")
+VALUES = [0.9655, 0.9661, 0.9683, 0.9670, 0.9649]
+
+
+def verdict_of(values: list[float], reference: float, variants: int = 1) -> str:
+    """The against-2016 verdict of `values`, in a table of `variants` studied variants."""
+    seeds = {f"v{i}": values for i in range(variants)}
+    table = against_2016_table(seeds, dict.fromkeys(seeds, reference))
+    return table.splitlines()[2].rsplit("|", 2)[1].strip()
+
+
+def test_above_2016_only_where_the_interval_for_one_new_run_clears_the_figure() -> None:
+    low, _ = prediction_interval(VALUES)  # one variant: no correction, 95 %
+    assert verdict_of(VALUES, low - 1e-9) == ABOVE
+    assert verdict_of(VALUES, low + 1e-9) == WITHIN
+
+
+def test_below_2016_only_where_the_interval_for_the_mean_lies_under_the_figure() -> None:
+    _, high = mean_interval(VALUES)
+    assert verdict_of(VALUES, high + 1e-9) == BELOW
+    assert verdict_of(VALUES, high - 1e-9) == WITHIN
+
+
+def test_the_verdicts_intervals_carry_bonferroni_over_the_variants() -> None:
+    """Between the 95 % and the 98.3 % interval's lower end: above for one variant, within noise
+    for each of three; the header and the note name the level."""
+    three = 1 - 0.05 / 3
+    reference = (prediction_interval(VALUES)[0] + prediction_interval(VALUES, three)[0]) / 2
+    assert verdict_of(VALUES, reference) == ABOVE
+    assert verdict_of(VALUES, reference, variants=3) == WITHIN
+    table = against_2016_table({v: VALUES for v in "abc"}, dict.fromkeys("abc", 0.96))
+    assert "| Mean, 98.3 % interval | One new run, 98.3 % interval |" in table
+    assert "Bonferroni over the 3 variant(s)" in table
+    assert against_2016_table({"v": VALUES[:1]}, {"v": 0.96}).startswith("No seed study")
+
+
+def test_every_column_measures_from_the_same_2016_figure() -> None:
+    row = against_2016_table({"small": VALUES}, {"small": 0.965}).splitlines()[2]
+    mean_low, mean_high = mean_interval(VALUES)
+    low, high = prediction_interval(VALUES)
+    probability = probability_above(VALUES, 0.965)
+    assert row == (
+        f"| small | 5 | {100 * statistics.mean(VALUES):.2f} ± "
+        f"{100 * statistics.stdev(VALUES):.2f} % | 96.50 % "
+        f"| {100 * mean_low:.2f} – {100 * mean_high:.2f} % | {100 * low:.2f} – {100 * high:.2f} % "
+        f"| {100 * probability:.1f} % | {WITHIN} |"
+    )  # the summary's Δ column measures from the same figure (the summary table's test)
+
+
+def test_p_values_and_probabilities_stop_at_the_precision_ten_seeds_support() -> None:
+    assert p_text(0.001) == "0.001"
+    assert p_text(0.000999) == "< 0.001"
+    assert p_text(0.0123) == "0.012"
+    assert p_text(None) == "–"
+    assert probability_text(0.999) == "99.9 %"
+    assert probability_text(0.9991) == "> 99.9 %"
+    assert probability_text(0.001) == "0.1 %"
+    assert probability_text(0.00099) == "< 0.1 %"
 
 
 def test_history_csv_has_one_row_per_variant_and_epoch() -> None:
@@ -308,27 +362,51 @@ def test_update_readme_replaces_only_the_marked_block(tmp_path) -> None:
         update_readme(readme, "| new |\n", "results")
 
 
-def test_readme_tables_are_generated_from_the_committed_results(tmp_path: Path) -> None:
-    """The report stage, run on the committed results, rewrites the README and summary as is.
+def committed_results(folder: Path) -> Path:
+    """A Git repo in `folder` of HEAD's results and the code that reads them.
 
-    It reads HEAD, not the workspace: a local `make repro` rewrites timings there. The copy is
-    a Git repo of those files, so that the verdicts find the committed run at its HEAD.
+    HEAD's, not the workspace's: a local `make repro` rewrites timings there. A Git repo, so
+    that the verdicts find the committed run at its HEAD.
     """
     inputs = ["params.yaml", "dvc.yaml", "dvc.lock", "stages", "data/split/manifest.json"]
     inputs += ["README.md", "metrics", "history", "plots", "reports"]
     archive = subprocess.run(
         ["git", "archive", "--format=tar", "HEAD", *inputs], cwd=REPO, capture_output=True
     ).stdout
-    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
-    run(["git", "init", "-q"], cwd=tmp_path)
-    run(["git", "config", "user.email", "test@example.com"], cwd=tmp_path)
-    run(["git", "config", "user.name", "test"], cwd=tmp_path)
-    commit_all(tmp_path, "the committed results")
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    run(["git", "init", "-q"], cwd=folder)
+    run(["git", "config", "user.email", "test@example.com"], cwd=folder)
+    run(["git", "config", "user.name", "test"], cwd=folder)
+    commit_all(folder, "the committed results")
+    return folder
+
+
+def test_readme_tables_are_generated_from_the_committed_results(tmp_path: Path) -> None:
+    """The report stage, run on the committed results, rewrites the README and summary as is."""
+    committed_results(tmp_path)
     committed_readme = (tmp_path / "README.md").read_text()
     committed_summary = (tmp_path / "reports/summary.md").read_text()
     run_stage("report", "--readme", "README.md", cwd=tmp_path)
     assert (tmp_path / "README.md").read_text() == committed_readme
     assert (tmp_path / "reports/summary.md").read_text() == committed_summary
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("figure", "verdict"), [(0.99, BELOW), (0.960, ABOVE)])
+def test_small_reads_below_a_2016_figure_of_99_and_above_one_of_96(
+    tmp_path: Path, figure: float, verdict: str
+) -> None:
+    """The committed seed study against another figure for `small`, in a real report stage run
+    with today's report code and `report.reference_accuracy.small` changed."""
+    project = committed_results(tmp_path)
+    shutil.copytree(REPO / "stages", project / "stages", dirs_exist_ok=True)
+    write_params(project, {"report.reference_accuracy.small": figure})
+    run_stage("report", cwd=project)
+    summary = (project / "reports/summary.md").read_text()
+    against = summary[summary.index("## Against 2016") :]
+    row = next(line for line in against.splitlines() if line.startswith("| small |"))
+    assert f"| {100 * figure:.2f} % |" in row
+    assert row.endswith(f"| {verdict} |")
 
 
 def test_readme_is_a_front_door_of_at_most_300_lines() -> None:
