@@ -6,6 +6,7 @@ import http.server
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -110,6 +111,36 @@ def rerun_outputs(
     write_params(project, {**TINY_SETTINGS, **(overrides or {})})
     run_stage(*stage, cwd=project)
     return output_bytes(project, outputs)
+
+
+def documented_message(doc: str, start: str) -> str:
+    """The one line of a console block in docs/`doc` that starts with `start`: the tests that
+    provoke a message compare it with this, so that the docs show what the code prints."""
+    blocks = re.findall(r"^```\w*\n(.*?)^```", (REPO / "docs" / doc).read_text(), re.M | re.S)
+    [line] = [line for block in blocks for line in block.splitlines() if line.startswith(start)]
+    return line
+
+
+# What each placeholder of a documented line's form stands for.
+PLACEHOLDERS = {
+    "RUNS": r"\d+",
+    "RECORDED": r"\d+",
+    "NAME": r"\S+",
+    "ACCURACY": r"[\d.]+",
+    "WORKER": r"\S+",
+    "S": r"[\d.]+",
+    "P": r"\d+",
+    "MM:SS": r"[\d:]+",
+}
+
+
+def documented_form(doc: str, start: str) -> re.Pattern:
+    """The documented line that starts with `start`, its placeholders (PLACEHOLDERS) read as
+    the values they stand for."""
+    names = "|".join(re.escape(re.escape(name)) for name in PLACEHOLDERS)
+    escaped = re.escape(documented_message(doc, start))
+    pattern = re.sub(rf"\b({names})\b", lambda m: PLACEHOLDERS[m[1].replace("\\", "")], escaped)
+    return re.compile(pattern)
 
 
 def repo_params() -> dict[str, Any]:
@@ -310,7 +341,12 @@ def seed_study(
         shutil.copytree(tiny_project, project, symlinks=True)
         (project / "reports/seeds.json").unlink()
         command = seed_study_command("--seeds", *SEEDS, "--variants", *VARIANTS, "--jobs", "2")
-        assert "2 runs to do, 0 recorded" in run(command, cwd=project).stdout
+        first, *finished = run(command, cwd=project).stdout.splitlines()
+        assert first == "2 runs to do, 0 recorded"
+        assert documented_form("studies.md", "RUNS runs to do").fullmatch(first)
+        assert len(finished) == 2  # one line a finished run, in the documented form
+        for line in finished:
+            assert documented_form("studies.md", "NAME: test accuracy").fullmatch(line), line
 
     return built_once("seeds", run_study, tmp_path_factory, worker_id)[0]
 

@@ -344,6 +344,107 @@ def distribute_tolerance(name: str) -> float:
     return float(re.search(rf"^{name} = (\S+)", text, re.M)[1])
 
 
+def ceiling_size() -> str:
+    size = re.search(
+        r"size=\d+ if args.quick else (\d+)", (REPO / "benchmarks/train_speed.py").read_text()
+    )[1]
+    return f"numpy float32 matrix multiply on {size} × {size} matrices"
+
+
+def mflops(variant: str, words: str) -> str:
+    flops = committed(f"metrics/{variant}.json")["flops_per_image"]
+    return f"{flops / 1e6:.1f} MFLOPs {words}"
+
+
+def optimizer_passes() -> str:
+    """A wide model's largest kernel: the flattened image into the first hidden layer."""
+    units = params()["models"]["wide"]["hidden_units"][0]
+    return f"up to {28 * 28 * units:,} floats"
+
+
+def softmax_shape() -> str:
+    return f"oneDNN's softmax on {params()['models']['small']['batch_size']} × 10 values"
+
+
+def cluster_targets() -> str:
+    text = (REPO / "benchmarks/cluster.py").read_text()
+    ratio = re.search(r"\(target ≤ (\S+)\)", text)[1]
+    seconds = re.search(r"clone exists: ≤ (\d+) s\)", text)[1]
+    return (
+        f"Targets: the cluster at most {ratio} × the other study's wall time, and at most "
+        f"{seconds} s"
+    )
+
+
+def recipe_2016_rate() -> str:
+    [rate] = {recipe["learning_rate"] for recipe in params()["report"]["recipe_2016"].values()}
+    return f"RMSprop at a constant {rate}"
+
+
+def push_waits() -> str:
+    from tools.cluster import PUSH_WAITS
+
+    first, second = PUSH_WAITS
+    return f"tried again after {first} s and {second} s"
+
+
+def stage_poll() -> str:
+    from tools.cluster import STAGE_POLL
+
+    return f"its looks every {STAGE_POLL} s"
+
+
+def sweep_records() -> str:
+    return f"the fourth run's {len(committed('reports/sweep.json'))} validation accuracies"
+
+
+def connect_seconds() -> str:
+    from tools.cluster import CONNECT_SECONDS
+
+    return f"answering within {CONNECT_SECONDS} s"
+
+
+def projected_workers() -> str:
+    from benchmarks.cluster import PROJECTED_WORKERS
+
+    *fewer, most = PROJECTED_WORKERS
+    return f"On paper: {', '.join(map(str, fewer))} and {most} workers"
+
+
+def threshold(path: str, pattern: str) -> float:
+    """The number that a test's assertion compares with: `pattern`'s group in tests/`path`."""
+    return float(re.search(pattern, (REPO / "tests" / path).read_text())[1])
+
+
+def tiny_models() -> str:
+    from tests.conftest import TINY_SETTINGS
+
+    [units] = {
+        u
+        for key, units in TINY_SETTINGS.items()
+        if key.endswith("wide.hidden_units")
+        for u in units
+    }
+    first, second = TINY_SETTINGS["models.cnn.conv_filters"]
+    return f"({units} units, a `cnn` of {first} and {second} filters"
+
+
+def tiny_accuracy() -> str:
+    bar = threshold(
+        "test_pipeline.py", r'metrics\(project, "small"\)\["test"\]\["accuracy"\] > (\S+)'
+    )
+    return f"than {100 * bar:.0f} % test accuracy after one epoch of `small`"
+
+
+def chief_accuracy() -> str:
+    bar = threshold("test_distribute.py", r'best_val_accuracy\(chief, "wide"\) > (\S+)')
+    return f"the chief's model reaches {100 * bar:.0f} % validation accuracy"
+
+
+def train_seed() -> str:
+    return f"the others keep seed {params()['train']['seed']} in its"
+
+
 def mirrored_tolerance() -> str:
     return f"accuracy within {100 * distribute_tolerance('TOLERANCE'):g} pp of the one-device run"
 
@@ -426,10 +527,40 @@ def requires_python() -> str:
     return f'`requires-python = "{project["requires-python"]}"`'
 
 
-def makefile_pythons() -> str:
+def pythons() -> list[str]:
+    """The CPython versions that the Makefile accepts, oldest first."""
     versions = re.search(r"^PYTHONS := (.+)$", (REPO / "Makefile").read_text(), re.M)[1].split()
-    versions = sorted(versions, key=lambda v: tuple(map(int, v.split("."))))
-    return f"CPython **{', '.join(versions[:-1])} and {versions[-1]}**"
+    return sorted(versions, key=lambda v: tuple(map(int, v.split("."))))
+
+
+def makefile_pythons() -> str:
+    *older, newest = pythons()
+    return f"CPython **{', '.join(older)} and {newest}**"
+
+
+def python_list() -> str:
+    *older, newest = pythons()
+    return f"{', '.join(older)} and {newest}"
+
+
+def readme_pythons() -> str:
+    *older, newest = pythons()
+    return f"CPython {', '.join(older)} or {newest}"
+
+
+def model_cells(variant: str) -> str:
+    """A variant's size and schedule: the committed run's parameter count, params' batch and
+    epochs."""
+    model = params()["models"][variant]
+    count = committed(f"metrics/{variant}.json")["params"]
+    return f"{count:,} params; batch {model['batch_size']}, {model['epochs']} epochs"
+
+
+def cnn_blocks() -> str:
+    cnn = params()["models"]["cnn"]
+    first, second = cnn["conv_filters"]
+    size, pooling = cnn["kernel_size"], cnn["pooling"]
+    return f"two `Conv2D` blocks ({first} and {second} filters of {size}×{size}, {pooling} pooling)"
 
 
 def pipeline_pins() -> str:
@@ -477,6 +608,15 @@ def ceiling_fractions() -> str:
 
 
 PERFORMANCE = [
+    ("numpy float32 matrix multiply on 4096 × 4096 matrices", ceiling_size),
+    ("0.1 MFLOPs an image", lambda: mflops("small", "an image")),
+    ("7.7 MFLOPs per image (forward)", lambda: mflops("cnn", "per image (forward)")),
+    ("up to 401,408 floats", optimizer_passes),
+    ("oneDNN's softmax on 64 × 10 values", softmax_shape),
+    (
+        "Targets: the cluster at most 1.1 × the other study's wall time, and at most 15 s",
+        cluster_targets,
+    ),
     (
         "That is 0.86 × the old count of 6 per multiply-add for `small`, 0.80 × for the wide "
         "variants and 0.96 × for `cnn`",
@@ -558,6 +698,9 @@ PERFORMANCE = [
     ("over three rounds of fresh processes", speed_rounds),
 ]
 SCALING = [
+    ("tried again after 5 s and 20 s", push_waits),
+    ("answering within 5 s", connect_seconds),
+    ("On paper: 2, 8 and 32 workers", projected_workers),
     ("the pinned Keras 3.15.1", pin("pipeline.txt", "keras", "the pinned Keras ")),
     (
         '"tensorflow[and-cuda]==2.21.0"',
@@ -582,14 +725,43 @@ PYTHON = [
     ("CPython **3.11, 3.12 and 3.13**", makefile_pythons),
     ('`requires-python = ">=3.11,<3.14"`', requires_python),
     ("TensorFlow 2.21 among", tensorflow_minor),
+    ("one lock serves 3.11, 3.12 and 3.13", lambda: f"one lock serves {python_list()}"),
     ("TensorFlow 2.21.0 as `tensorflow-cpu`, Keras 3.15.1, NumPy 2.4.6, DVC 3.67.1", pipeline_pins),
     (
         "PyTorch 2.13.0, the speed benchmark's peer",
         pin("bench.txt", "torch", "PyTorch ", ", the speed benchmark's peer"),
     ),
 ]
-TESTS = [("(all 67;", mutation_count)]
+TESTS = [
+    ("(all 67;", mutation_count),
+    ("(64 units, a `cnn` of 8 and 16 filters", tiny_models),
+    ("than 90 % test accuracy after one epoch of `small`", tiny_accuracy),
+    ("the others keep seed 42 in its", train_seed),
+    ("the chief's model reaches 90 % validation accuracy", chief_accuracy),
+    ("run's within 1e-5", lambda: weight_tolerance().replace("within the test's", "run's within")),
+]
+PLOTS = [
+    (
+        "The installed dvc-render (1.0.2)",
+        pin("pipeline.txt", "dvc-render", "The installed dvc-render (", ")"),
+    )
+]
+TUNING = [("the fourth run's 48 validation accuracies", sweep_records)]
+README = [
+    ("CPython 3.11, 3.12 or 3.13", readme_pythons),
+    ("9,474 params; batch 64, 120 epochs", lambda: model_cells("small")),
+    ("669,706 params; batch 128, 20 epochs", lambda: model_cells("wide_dropout")),
+    ("184,586 params; batch 128, 15 epochs", lambda: model_cells("cnn")),
+    ("two `Conv2D` blocks (32 and 64 filters of 5×5, max pooling)", cnn_blocks),
+]
 STUDIES = [
+    ("RMSprop at a constant 0.001", recipe_2016_rate),
+    ("tried again after 5 s and 20 s", push_waits),
+    ("its looks every 0.2 s", stage_poll),
+    ("(target: at most 1.1 ×", lambda: f"(target: at most {STAGES_TARGET} ×"),
+    ("(target: at most 12 s)", lambda: f"(target: at most {OUTSIDE_TARGET} s)"),
+    ("more than 12 s by themselves", lambda: f"more than {OUTSIDE_TARGET} s by themselves"),
+    ("Meeting 12 s would", lambda: f"Meeting {OUTSIDE_TARGET} s would"),
     ("The first target is met on every CPU", stages_target),
     ("The second is missed on every CPU, and the stages alone miss it", per_run_target),
     (
@@ -606,6 +778,9 @@ CASES = [
         ("python.md", PYTHON),
         ("tests.md", TESTS),
         ("studies.md", STUDIES),
+        ("README.md", README),
+        ("plots.md", PLOTS),
+        ("tuning.md", TUNING),
     )
     for snippet, expected in cases
 ]  # fmt: skip
@@ -613,7 +788,8 @@ CASES = [
 
 def prose(doc: str) -> str:
     """The doc with its line breaks and indents read as single spaces."""
-    return " ".join((REPO / "docs" / doc).read_text().split())
+    path = REPO / doc if doc == "README.md" else REPO / "docs" / doc
+    return " ".join(path.read_text().split())
 
 
 @pytest.mark.parametrize(("doc", "snippet", "expected"), CASES, ids=[c[1][:50] for c in CASES])

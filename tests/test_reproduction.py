@@ -184,6 +184,7 @@ def test_the_readmes_words_on_the_committed_run_hold_for_the_committed_results()
     for claim in (
         "The committed run trained at 2 threads, the seed study at 1 thread on the same kind",
         "`wide_dropout`'s committed run lies below every one of its seed-study runs and outside",
+        "a 2-thread effect or a tail draw, which the study's rerun at 2 threads",
     ):
         assert claim in readme
     # HEAD's files: a `make repro` on another CPU rewrites the workspace's.
