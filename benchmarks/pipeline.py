@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.machine import machine, measured_on
 from stages.files import write_json
 from stages.report import update_readme
 
@@ -100,7 +101,7 @@ def markdown(results: dict) -> str:
         f"({results['full_repro_without_fetch_seconds']:.0f} s after the download); "
         f"fetch + split: {results['fetch_and_split_seconds']:.1f} s (download included); "
         f"no-op `dvc repro`: {results['no_op_repro_seconds']:.2f} s; "
-        f"largest peak memory: {results['peak_mb']} MB.",
+        f"largest peak memory: {results['peak_mb']} MB. {measured_on(results['machine'])}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -114,8 +115,9 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    where = machine()
     with tempfile.TemporaryDirectory() as folder:
-        results = run_pipeline(copy_project(Path.cwd(), Path(folder)))
+        results = {"machine": where} | run_pipeline(copy_project(Path.cwd(), Path(folder)))
     write_json(args.output, results)
     text = markdown(results)
     if args.readme:

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.machine import machine, measured_on
 from benchmarks.train_speed import positive_int
 from stages.files import write_json
 from stages.params import load_params
@@ -113,7 +114,8 @@ def top_ops(op_seconds: dict[str, float]) -> list[dict]:
     ]
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict], where: dict) -> str:
+    """Each variant's op types by time, with the CPU, date and commit that gave them."""
     lines = []
     for result in results:
         seconds = statistics.median(result["epoch_seconds"])
@@ -127,6 +129,7 @@ def table(results: list[dict]) -> str:
             f"| {r['op']} | {r['seconds']:.3f} | {100 * r['share']:.0f} % |" for r in result["ops"]
         ]
         lines.append("")
+    lines.append(measured_on(where) + "\n")
     return "\n".join(lines)
 
 
@@ -151,6 +154,7 @@ def main() -> None:
         return
 
     limit = 2048 if args.quick else None
+    where = machine()
     results = []
     for variant in args.variants or list(load_params().models):
         measured = profile_in_subprocess(variant, epochs, limit)
@@ -161,8 +165,9 @@ def main() -> None:
                 "ops": top_ops(measured["op_seconds_per_epoch"]),
             }
         )
-    write_json(args.output, {"quick": args.quick, "epochs": epochs, "variants": results})
-    text = table(results)
+    report = {"machine": where, "quick": args.quick, "epochs": epochs, "variants": results}
+    write_json(args.output, report)
+    text = table(results, where)
     if args.readme:
         update_readme(args.readme, text, block="profile-benchmark")
     print(text)

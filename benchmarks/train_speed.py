@@ -17,12 +17,9 @@ to benchmarks/results/.
 """
 
 import argparse
-import datetime
 import importlib.util
 import json
 import math
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import machine, measured_on
 from stages.files import write_json
 from stages.params import load_params
 from stages.report import update_readme
@@ -51,32 +49,6 @@ def matmul_ceiling(size: int, repeats: int) -> float:
         a @ b
         best = min(best, time.perf_counter() - started)
     return 2 * size**3 / best / 1e9
-
-
-def machine() -> dict:
-    """Where and when the benchmark ran, and on which commit (`+` where the stages or params
-    differ from it)."""
-    import stages.tf_quiet  # noqa: F401  (stages.environment imports TensorFlow)
-    from stages.environment import cpu
-
-    model, flags = cpu()
-    git = ["git", "-C", str(Path(__file__).parent)]
-    commit = subprocess.run(
-        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    changed = subprocess.run(
-        [*git, "status", "--porcelain", "--", "stages", "params.yaml"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return {
-        "cpu": model,
-        "cpu_flags": flags,
-        "cores": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(),
-        "date": datetime.date.today().isoformat(),
-        "commit": (commit or "unknown") + ("+" if changed else ""),
-    }
 
 
 def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> dict:
@@ -242,9 +214,8 @@ def table(rows: list[dict], ceiling: float, where: dict) -> str:
     lines.append(
         f"\nMedians of {rows[0]['epochs_timed']} timed epochs per path and variant, validation "
         "included; samples/s and GFLOP/s count the training part of the project's epochs alone. "
-        f"Ceiling: numpy float32 matmul on the same machine, {ceiling:.1f} GFLOP/s. Measured on "
-        f"{where['cpu']} ({' '.join(where['cpu_flags'])}), {where['cores']} cores, "
-        f"{where['date']}, commit {where['commit']}, Python {where['python']}."
+        f"Ceiling: numpy float32 matmul on the same machine, {ceiling:.1f} GFLOP/s. "
+        + measured_on(where)
     )
     return "\n".join(lines) + "\n"
 

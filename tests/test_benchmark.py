@@ -73,7 +73,9 @@ def test_quick_profile_ranks_op_types_by_time(split_project: Path, tmp_path: Pat
     command = [sys.executable, "-m", "benchmarks.profile_epoch", "--quick", "--epochs", "2"]
     result = run(command + ["--variants", "wide", "--output", str(output)], cwd=split_project)
     assert "`wide`: median epoch" in result.stdout
-    [wide] = json.loads(output.read_text())["variants"]
+    report = json.loads(output.read_text())
+    assert f"{report['machine']['date']}, commit {report['machine']['commit']}," in result.stdout
+    [wide] = report["variants"]
     ops = wide["ops"]
     assert ops[-1]["op"] == "all other ops"
     assert len({row["op"] for row in ops}) == len(ops)

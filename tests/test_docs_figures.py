@@ -4,8 +4,9 @@ Each case is a doc, the exact text that holds the figure, and a function that wr
 from the source file; the test fails when the doc or the source moves without the other. Line
 breaks in a doc count as spaces. Generated blocks (`<!-- NAME:start -->`) are left to the
 commands that write them, but for docs/scaling.md's projection, which is computed from committed
-records alone, and docs/studies.md's study benchmark, from its committed results; python.md's
-fresh clones are checked by tests/test_fresh_clone.py.
+records alone, and the benchmarks' tables (the README's speed table, docs/performance.md's stage
+table, docs/studies.md's study benchmark), from their committed results; python.md's fresh
+clones are checked by tests/test_fresh_clone.py.
 """
 
 import json
@@ -18,8 +19,11 @@ from collections.abc import Callable
 import pytest
 
 from benchmarks.cluster import projection
+from benchmarks.pipeline import markdown as pipeline_markdown
+from benchmarks.profile_epoch import table as profile_table
 from benchmarks.studies import OUTSIDE_TARGET, STAGES_TARGET
 from benchmarks.studies import markdown as studies_markdown
+from benchmarks.train_speed import table as speed_table
 from stages.files import parse_yaml
 from stages.report import readme_block
 from tests.conftest import REPO
@@ -817,3 +821,26 @@ def test_the_study_benchmark_block_is_what_its_committed_results_give() -> None:
     doc = (REPO / "docs/studies.md").read_text()
     results = json.loads((REPO / "benchmarks/results/studies.json").read_text())
     assert readme_block("study-benchmark").search(doc)[2] == studies_markdown(results)
+
+
+def test_the_speed_table_is_what_its_committed_results_give() -> None:
+    """The README's speed table, with the CPU, date and commit of its run, from
+    benchmarks/results/train_speed.json; `--restate --readme README.md` rewrites it."""
+    results = read_json("benchmarks/results/train_speed.json")
+    readme = (REPO / "README.md").read_text()
+    expected = speed_table(results["rows"], results["matmul_ceiling_gflops"], results["machine"])
+    assert readme_block("speed-benchmark").search(readme)[2] == expected
+
+
+def test_the_stage_table_is_what_its_committed_results_give() -> None:
+    """docs/performance.md's stage table, with the CPU, date and commit of its run."""
+    doc = (REPO / "docs/performance.md").read_text()
+    assert readme_block("pipeline-benchmark").search(doc)[2] == pipeline_markdown(pipeline())
+
+
+def test_the_op_profile_is_what_its_committed_results_give() -> None:
+    """docs/performance.md's op profile, with the CPU, date and commit of its run."""
+    results = read_json("benchmarks/results/profile_epoch.json")
+    doc = (REPO / "docs/performance.md").read_text()
+    expected = profile_table(results["variants"], results["machine"])
+    assert readme_block("profile-benchmark").search(doc)[2] == expected

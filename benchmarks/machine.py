@@ -1,0 +1,41 @@
+"""Where and when a benchmark ran, and on which commit: every results file records it."""
+
+import datetime
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+
+def machine() -> dict:
+    """The CPU (model and instruction sets), cores, Python, today's date and the commit (`+`
+    where the stages or params differ from it)."""
+    import stages.tf_quiet  # noqa: F401  (stages.environment imports TensorFlow)
+    from stages.environment import cpu
+
+    model, flags = cpu()
+    git = ["git", "-C", str(Path(__file__).parent)]
+    commit = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    changed = subprocess.run(
+        [*git, "status", "--porcelain", "--", "stages", "params.yaml"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return {
+        "cpu": model,
+        "cpu_flags": flags,
+        "cores": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "date": datetime.date.today().isoformat(),
+        "commit": (commit or "unknown") + ("+" if changed else ""),
+    }
+
+
+def measured_on(where: dict) -> str:
+    """One sentence naming the machine, date and commit of a result."""
+    return (
+        f"Measured on {where['cpu']} ({' '.join(where['cpu_flags'])}), {where['cores']} cores, "
+        f"{where['date']}, commit {where['commit']}, Python {where['python']}."
+    )
