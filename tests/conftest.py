@@ -341,12 +341,13 @@ def seed_study(
         shutil.copytree(tiny_project, project, symlinks=True)
         (project / "reports/seeds.json").unlink()
         command = seed_study_command("--seeds", *SEEDS, "--variants", *VARIANTS, "--jobs", "2")
-        first, *finished = run(command, cwd=project).stdout.splitlines()
+        first, *finished, last = run(command, cwd=project).stdout.splitlines()
         assert first == "2 runs to do, 0 recorded"
         assert documented_form("studies.md", "RUNS runs to do").fullmatch(first)
         assert len(finished) == 2  # one line a finished run, in the documented form
         for line in finished:
             assert documented_form("studies.md", "NAME: test accuracy").fullmatch(line), line
+        assert last == documented_message("studies.md", "wrote reports/")
 
     return built_once("seeds", run_study, tmp_path_factory, worker_id)[0]
 

@@ -75,7 +75,7 @@ MESSAGES = {
         "error: the PyTorch peer needs torch",
     ],
     "docs/scaling.md": ["error: multi_worker training lost worker 1"],
-    "docs/studies.md": ["RUNS runs to do", "NAME: test accuracy"],
+    "docs/studies.md": ["RUNS runs to do", "NAME: test accuracy", "wrote reports/"],
 }
 CONSTANTS: dict[str, list[str]] = {
     "README.md": [

@@ -54,8 +54,11 @@ def params() -> dict:
     return parse_yaml((REPO / "params.yaml").read_text())
 
 
+SPEED = "benchmarks/results/train_speed.json"
+
+
 def train_speed() -> dict[str, dict]:
-    return {row["variant"]: row for row in read_json("benchmarks/results/train_speed.json")["rows"]}
+    return {row["variant"]: row for row in read_json(SPEED)["rows"]}
 
 
 def pipeline() -> dict:
@@ -414,6 +417,20 @@ def projected_workers() -> str:
     return f"On paper: {', '.join(map(str, fewer))} and {most} workers"
 
 
+def slower_paths(commit: str) -> str:
+    """Which paths of today's speed table are slower than at `commit`."""
+    old = {r["variant"]: r for r in json.loads(committed_text(commit, SPEED))["rows"]}
+    keys = {"project": "seconds_per_epoch", "baseline": "baseline_seconds_per_epoch"}
+    keys["PyTorch peer"] = "torch_seconds_per_epoch"
+    faster = [
+        f"`{variant}`'s {path}"
+        for variant, row in train_speed().items()
+        for path, key in keys.items()
+        if row[key] <= old[variant][key]
+    ]
+    return "is slower in every path" + (f" but {' and '.join(faster)}" if faster else "")
+
+
 def threshold(path: str, pattern: str) -> float:
     """The number that a test's assertion compares with: `pattern`'s group in tests/`path`."""
     return float(re.search(pattern, (REPO / "tests" / path).read_text())[1])
@@ -611,6 +628,7 @@ def ceiling_fractions() -> str:
 
 
 PERFORMANCE = [
+    ("is slower in every path but `wide`'s baseline", lambda: slower_paths("2ca7609")),
     ("numpy float32 matrix multiply on 4096 × 4096 matrices", ceiling_size),
     ("0.1 MFLOPs an image", lambda: mflops("small", "an image")),
     ("7.7 MFLOPs per image (forward)", lambda: mflops("cnn", "per image (forward)")),

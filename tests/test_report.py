@@ -391,7 +391,6 @@ def test_readme_tables_are_generated_from_the_committed_results(tmp_path: Path) 
     assert (tmp_path / "reports/summary.md").read_text() == committed_summary
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("figure", "verdict"), [(0.99, BELOW), (0.960, ABOVE)])
 def test_small_reads_below_a_2016_figure_of_99_and_above_one_of_96(
     tmp_path: Path, figure: float, verdict: str

@@ -15,7 +15,7 @@ from scipy.stats import ttest_ind
 from stages.files import parse_yaml
 from stages.fingerprint import fingerprint, installed_libraries, recorded_libraries
 from stages.records import like_group, like_key
-from stages.report import holm, readme_block
+from stages.report import holm, p_text, readme_block
 from tests.conftest import (
     REPO,
     SEEDS,
@@ -269,7 +269,8 @@ def test_each_winner_is_tested_against_every_other_recipe_with_holm_over_the_swe
         ]
     ]
     for row, p_value, adjusted in zip(rows, raw, holm(raw), strict=True):
-        assert row.endswith(f"| {p_value:.2g} | {adjusted:.2g} |")
+        assert row.endswith(f"| {p_text(p_value)} | {p_text(adjusted)} |")
+    assert rows[0].endswith(f"| {raw[0]:.2g} | {holm(raw)[0]:.2g} |")  # above the floor: 2 digits
 
 
 def test_a_repro_on_another_seed_ends_with_a_verdict_from_the_seed_study(seed_copy: Path) -> None:
