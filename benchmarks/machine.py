@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 
-def machine() -> dict:
+def machine() -> dict[str, str | int | list[str]]:
     """The CPU (model and instruction sets), cores, Python, today's date and the commit (`+`
-    where the stages or params differ from it)."""
+    where a tracked file differs from it)."""
     import stages.tf_quiet  # noqa: F401  (stages.environment imports TensorFlow)
     from stages.environment import cpu
 
@@ -19,7 +19,7 @@ def machine() -> dict:
         [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     changed = subprocess.run(
-        [*git, "status", "--porcelain", "--", "stages", "params.yaml"],
+        [*git, "status", "--porcelain", "--untracked-files=no"],
         capture_output=True,
         text=True,
     ).stdout.strip()

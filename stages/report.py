@@ -6,9 +6,8 @@ and libraries count, and of those only the largest group of like runs: one threa
 instruction set and Python minor; reports/seeds_current.json hands them to the seeds chart);
 against 2016, each variant's verdict (above, below or within noise) with its intervals;
 McNemar's exact test and Welch's test between each pair of variants, each p with its Holm
-adjustment; and the machine
-that trained each variant. `python -m stages.report --readme README.md` also copies the tables
-into the README.
+adjustment; and the machine that trained each variant. `python -m stages.report --readme
+README.md` also copies the tables into the README.
 """
 
 import argparse

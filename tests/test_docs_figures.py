@@ -431,6 +431,12 @@ def slower_paths(commit: str) -> str:
     return "is slower in every path" + (f" but {' and '.join(faster)}" if faster else "")
 
 
+def class_counts() -> str:
+    from stages.mnist import TEST_CLASS_COUNTS, TRAIN_CLASS_COUNTS
+
+    return f"(train `{list(TRAIN_CLASS_COUNTS)}`, test `{list(TEST_CLASS_COUNTS)}`)"
+
+
 def threshold(path: str, pattern: str) -> float:
     """The number that a test's assertion compares with: `pattern`'s group in tests/`path`."""
     return float(re.search(pattern, (REPO / "tests" / path).read_text())[1])
@@ -439,12 +445,7 @@ def threshold(path: str, pattern: str) -> float:
 def tiny_models() -> str:
     from tests.conftest import TINY_SETTINGS
 
-    [units] = {
-        u
-        for key, units in TINY_SETTINGS.items()
-        if key.endswith("wide.hidden_units")
-        for u in units
-    }
+    [units] = {*TINY_SETTINGS["models.wide.hidden_units"]}
     first, second = TINY_SETTINGS["models.cnn.conv_filters"]
     return f"({units} units, a `cnn` of {first} and {second} filters"
 
@@ -761,6 +762,13 @@ TESTS = [
     ("the chief's model reaches 90 % validation accuracy", chief_accuracy),
     ("run's within 1e-5", lambda: weight_tolerance().replace("within the test's", "run's within")),
 ]
+DATA = [
+    (
+        "(train `[5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]`, test `[980, 1135, "
+        "1032, 1010, 982, 892, 958, 1028, 974, 1009]`)",
+        class_counts,
+    )
+]
 PLOTS = [
     (
         "The installed dvc-render (1.0.2)",
@@ -801,6 +809,7 @@ CASES = [
         ("studies.md", STUDIES),
         ("README.md", README),
         ("plots.md", PLOTS),
+        ("data.md", DATA),
         ("tuning.md", TUNING),
     )
     for snippet, expected in cases
@@ -861,3 +870,26 @@ def test_the_op_profile_is_what_its_committed_results_give() -> None:
     doc = (REPO / "docs/performance.md").read_text()
     expected = profile_table(results["variants"], results["machine"])
     assert readme_block("profile-benchmark").search(doc)[2] == expected
+
+
+def test_the_cluster_benchmark_block_is_what_its_committed_results_give() -> None:
+    """docs/performance.md's cluster table: the queue-era results of benchmarks/cluster.json,
+    in the format of the commit that made them (today's benchmarks.cluster writes another)."""
+    results = cluster()
+    queue, dask = results["queue_jobs_2"], results["dask_workers_2"]
+    block = readme_block("cluster-benchmark").search((REPO / "docs/performance.md").read_text())[2]
+    for label, run in (
+        ("DVC's queue, `--jobs 2`", queue),
+        ("2 Dask workers, `--nthreads 1`", dask),
+    ):
+        assert (
+            f"| {label} | {run['wall_seconds']:.0f} s | {run['training_seconds']:.0f} s "
+            f"| {run['overhead_seconds_per_run']:.1f} s |"
+        ) in block
+    assert f"{results['runs']} runs ({', '.join(results['variants'])}; " in block
+    assert f"on {results['cpu']}: the cluster took {results['cluster_over_queue']:.2f}×" in block
+    steps = ("waited", "git", "pull", "experiment", "push", "task")
+    for label, key in (("first on a worker (clones)", "first_on_worker"),
+                       ("later (clone reused)", "clone_reused")):  # fmt: skip
+        cells = " | ".join(f"{dask['task_overhead_seconds'][key][step]:.1f} s" for step in steps)
+        assert f"| {label} | {cells} |" in block

@@ -264,8 +264,11 @@ def test_holm_multiplies_the_kth_smallest_p_by_m_minus_k_and_keeps_the_order() -
     assert holm([]) == []
 
 
+VALUES = [0.9655, 0.9661, 0.9683, 0.9670, 0.9649]
+
+
 def test_the_intervals_and_the_probability_match_their_definitions() -> None:
-    values = [0.9655, 0.9661, 0.9683, 0.9670, 0.9649]
+    values = VALUES
     n, mean, std = len(values), statistics.mean(values), statistics.stdev(values)
     one_run = t.interval(0.95, n - 1, loc=mean, scale=std * math.sqrt(1 + 1 / n))
     assert prediction_interval(values) == pytest.approx(one_run, rel=1e-12)
@@ -277,9 +280,6 @@ def test_the_intervals_and_the_probability_match_their_definitions() -> None:
     assert probability_above(values, one_run[0]) == pytest.approx(0.975)  # the same t model
     assert probability_above([0.98, 0.98], 0.98 - 1e-9) == 1.0  # no spread: the value again
     assert probability_above([0.98, 0.98], 0.98) == 0.0
-
-
-VALUES = [0.9655, 0.9661, 0.9683, 0.9670, 0.9649]
 
 
 def verdict_of(values: list[float], reference: float, variants: int = 1) -> str:
@@ -307,6 +307,9 @@ def test_the_verdicts_intervals_carry_bonferroni_over_the_variants() -> None:
     three = 1 - 0.05 / 3
     reference = (prediction_interval(VALUES)[0] + prediction_interval(VALUES, three)[0]) / 2
     assert verdict_of(VALUES, reference) == ABOVE
+    assert verdict_of(VALUES, reference, variants=3) == WITHIN
+    reference = (mean_interval(VALUES)[1] + mean_interval(VALUES, three)[1]) / 2
+    assert verdict_of(VALUES, reference) == BELOW
     assert verdict_of(VALUES, reference, variants=3) == WITHIN
     table = against_2016_table({v: VALUES for v in "abc"}, dict.fromkeys("abc", 0.96))
     assert "| Mean, 98.3 % interval | One new run, 98.3 % interval |" in table
