@@ -229,6 +229,8 @@ def test_uncommitted_changes_fail_in_one_line_before_any_run(
     [
         (("--jobs", "0"), "--jobs 0 is not allowed"),
         (("--jobs", "-2"), "--jobs -2 is not allowed"),
+        (("--recipe-2016", "--variants", "cnn"), "--recipe-2016: no 2016 recipe for cnn"),
+        (("--recipe-2016", "--variants", "wide", "--jobs", "0"), "--jobs 0 is not allowed"),
         (("--seeds", "8", "8"), "--seeds repeats [8]"),
         (("--seeds", "8", "42"), "--seeds includes 42, the committed run's train.seed"),
         (("--seeds", "4", "3"), "--seeds includes [3], seed(s) of the sweep (sweep.yaml)"),

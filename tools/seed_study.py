@@ -48,6 +48,16 @@ def check_seeds(seeds: list[int], committed: int, swept: list[int]) -> None:
         )
 
 
+def check_recipes(variants: list[str], recipes: dict) -> None:
+    """With --recipe-2016, every variant named has a 2016 recipe: a study of none is no study."""
+    missing = [variant for variant in variants if variant not in recipes]
+    if missing:
+        raise StageError(
+            f"--recipe-2016: no 2016 recipe for {', '.join(missing)}",
+            f"name variants of report.recipe_2016 ({', '.join(recipes)})",
+        )
+
+
 def planned_runs(
     params: Params, variants: list[str], seeds: list[int], recipe_2016: bool
 ) -> list[Run]:
@@ -76,6 +86,8 @@ def main() -> None:
     variants = [params.model(name).name for name in args.variants or params.models]
     seeds = args.seeds or params.report.seeds
     check_seeds(seeds, params.train.seed, parse_yaml(SPACE_FILE.read_text())["seeds"])
+    if args.recipe_2016 and args.variants:
+        check_recipes(variants, params.report.recipe_2016)
     output = args.output or (RECIPE_2016_FILE if args.recipe_2016 else SEEDS_FILE)
     order = list(params.models)
     run_study(
