@@ -24,6 +24,8 @@ import benchmarks.pipeline
 from stages.files import parse_yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# A fenced block of Markdown (indented too, inside a list item): its language and its text.
+FENCED = re.compile(r"^ *```(\w*)\n(.*?)^ *```", re.M | re.S)
 BIN = Path(sys.executable).parent
 
 
@@ -116,7 +118,7 @@ def rerun_outputs(
 def documented_message(doc: str, start: str) -> str:
     """The one line of a console block in docs/`doc` that starts with `start`: the tests that
     provoke a message compare it with this, so that the docs show what the code prints."""
-    blocks = re.findall(r"^```\w*\n(.*?)^```", (REPO / "docs" / doc).read_text(), re.M | re.S)
+    blocks = [body for _, body in FENCED.findall((REPO / "docs" / doc).read_text())]
     [line] = [line for block in blocks for line in block.splitlines() if line.startswith(start)]
     return line
 

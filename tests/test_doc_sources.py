@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from stages.stats import ALPHA
-from tests.conftest import REPO
+from tests.conftest import FENCED, REPO
 from tests.test_docs_figures import CASES
 
 DOCS = ["README.md", *sorted(f"docs/{path.name}" for path in (REPO / "docs").glob("*.md"))]
@@ -32,7 +32,6 @@ KINDS = {
     "a signal's number": r"\bsignal \d+\b",
 }
 GENERATED = re.compile(r"<!-- (\S+):start -->.*?<!-- \1:end -->", re.S)
-FENCED = re.compile(r"^ *```(\w*)\n(.*?)^ *```", re.M | re.S)
 
 # Figures that hold everywhere: the 2016 project's, the split's and the statistics' level.
 EVERYWHERE = [

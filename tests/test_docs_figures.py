@@ -14,7 +14,7 @@ import math
 import re
 import subprocess
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import pytest
 
@@ -413,8 +413,7 @@ def connect_seconds() -> str:
 def projected_workers() -> str:
     from benchmarks.cluster import PROJECTED_WORKERS
 
-    *fewer, most = PROJECTED_WORKERS
-    return f"On paper: {', '.join(map(str, fewer))} and {most} workers"
+    return f"On paper: {listed(PROJECTED_WORKERS)} workers"
 
 
 def slower_paths(commit: str) -> str:
@@ -428,7 +427,7 @@ def slower_paths(commit: str) -> str:
         for path, key in keys.items()
         if row[key] <= old[variant][key]
     ]
-    return "is slower in every path" + (f" but {' and '.join(faster)}" if faster else "")
+    return "is slower in every path" + (f" but {listed(faster)}" if faster else "")
 
 
 def class_counts() -> str:
@@ -497,7 +496,7 @@ def models_kept() -> dict[str, bool]:
 
 def byte_identical() -> str:
     same = [variant for variant, kept in models_kept().items() if kept]
-    return f"`{'`, `'.join(same[:-1])}` and `{same[-1]}` came out byte-identical"
+    return f"{listed(f'`{variant}`' for variant in same)} came out byte-identical"
 
 
 def machines() -> str:
@@ -554,19 +553,18 @@ def pythons() -> list[str]:
     return sorted(versions, key=lambda v: tuple(map(int, v.split("."))))
 
 
+def listed(items: Iterable[object], last: str = "and") -> str:
+    """`a`, `a and b`, `a, b and c` (or with another word before the last)."""
+    *first, final = map(str, items)
+    return f"{', '.join(first)} {last} {final}" if first else final
+
+
 def makefile_pythons() -> str:
-    *older, newest = pythons()
-    return f"CPython **{', '.join(older)} and {newest}**"
-
-
-def python_list() -> str:
-    *older, newest = pythons()
-    return f"{', '.join(older)} and {newest}"
+    return f"CPython **{listed(pythons())}**"
 
 
 def readme_pythons() -> str:
-    *older, newest = pythons()
-    return f"CPython {', '.join(older)} or {newest}"
+    return f"CPython {listed(pythons(), 'or')}"
 
 
 def model_cells(variant: str) -> str:
@@ -747,7 +745,7 @@ PYTHON = [
     ("CPython **3.11, 3.12 and 3.13**", makefile_pythons),
     ('`requires-python = ">=3.11,<3.14"`', requires_python),
     ("TensorFlow 2.21 among", tensorflow_minor),
-    ("one lock serves 3.11, 3.12 and 3.13", lambda: f"one lock serves {python_list()}"),
+    ("one lock serves 3.11, 3.12 and 3.13", lambda: f"one lock serves {listed(pythons())}"),
     ("TensorFlow 2.21.0 as `tensorflow-cpu`, Keras 3.15.1, NumPy 2.4.6, DVC 3.67.1", pipeline_pins),
     (
         "PyTorch 2.13.0, the speed benchmark's peer",
