@@ -16,6 +16,7 @@ A `Reader` reads the files from the workspace (`read_workspace`) or from a Git c
 import copy
 import functools
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -30,6 +31,7 @@ STUDIED_STAGES = ("train", "evaluate")  # a seed-study run's; a sweep run's is t
 PER_RUN_KEYS = ("train.seed", "train.threads")  # set by a study per run, and recorded
 FINGERPRINTED_LIBRARIES = ("tensorflow", "keras", "numpy")  # the lock pins them for every Python
 
+GIT_SECONDS = 300  # for one Git command: a fetch from a remote that does not answer, say
 Reader = Callable[[str], bytes]  # a path relative to the project root -> the file's bytes
 
 
@@ -90,6 +92,19 @@ def fingerprint(
     return sha256_bytes(json.dumps(content, sort_keys=True).encode())[:16]
 
 
+def current_fingerprint(
+    variant: str,
+    params: dict[str, Any],
+    libraries: dict[str, str],
+    overrides: dict[str, Any] | None = None,
+    stages: tuple[str, ...] = STUDIED_STAGES,
+) -> str:
+    """Today's fingerprint of a run of `variant` with `overrides` (a recipe's keys), from the
+    workspace, params.yaml as parsed (`params`) and the installed `libraries`."""
+    changed = with_overrides(params, variant, overrides or {})
+    return fingerprint(variant, changed, read_workspace, libraries, stages)
+
+
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between two fingerprint contents, a phrase each: a param with its two
     values, a source file, a stage's definition in dvc.yaml, a library with its two versions."""
@@ -138,7 +153,15 @@ def read_workspace(path: str) -> bytes:
 
 def git(*args: str) -> bytes:
     """Run Git; fail with its last error line (an unreachable `origin`, say), not a traceback."""
-    result = subprocess.run(["git", *args], capture_output=True)
+    try:
+        result = subprocess.run(
+            ["git", *args], capture_output=True, timeout=GIT_SECONDS,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise StageError(
+            f"`git {args[0]}` took more than {GIT_SECONDS} s", "check the remote, then run again"
+        ) from None
     if result.returncode != 0:
         lines = result.stderr.decode(errors="replace").strip().splitlines() or ["no output"]
         cause = next((line for line in lines if line.startswith("fatal:")), lines[-1])

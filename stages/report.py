@@ -28,10 +28,9 @@ from stages.errors import StageError, run_stage
 from stages.files import parse_yaml, read_json, write_json, write_text
 from stages.fingerprint import (
     commit_reader,
-    fingerprint,
+    current_fingerprint,
     installed_libraries,
     read_workspace,
-    with_overrides,
 )
 from stages.history import HISTORY_COLUMNS, read_history
 from stages.params import PARAMS_FILE, Params, load_params
@@ -501,10 +500,9 @@ def read_studies(params: Params) -> Studies:
     variants, recipes = list(params.models), params.report.recipe_2016
     raw_params = parse_yaml(PARAMS_FILE.read_text())
     libraries = installed_libraries()
-    fingerprints = {v: fingerprint(v, raw_params, read_workspace, libraries) for v in variants}
+    fingerprints = {v: current_fingerprint(v, raw_params, libraries) for v in variants}
     recipe_fingerprints = {
-        v: fingerprint(v, with_overrides(raw_params, v, recipes[v]), read_workspace, libraries)
-        for v in recipes
+        v: current_fingerprint(v, raw_params, libraries, recipes[v]) for v in recipes
     }
     if not SEEDS_FILE.exists():
         raise StageError(f"{SEEDS_FILE} is missing", SEEDS_HINT)

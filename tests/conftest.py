@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from filelock import FileLock
 from ruamel.yaml import YAML
@@ -282,6 +283,12 @@ def built_once(
     return folder / "project", json.loads(built.read_text())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def study_clones(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The clones that study tasks keep (tools/task.py) in this run's temporary folder."""
+    os.environ["STUDY_CLONES"] = str(tmp_path_factory.mktemp("clones"))
+
+
 @pytest.fixture(scope="session")
 def tiny_project(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """The whole pipeline run once with one or two epochs a variant, and committed to git.
@@ -361,3 +368,25 @@ def ctrl_c_enabled() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+def run_processes(project: Path) -> list[psutil.Process]:
+    """The study runs of `project` on any worker (`python -m tools.run` with the project as
+    its source), and everything they started: DVC and the stages."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "tools.run" in cmdline and str(project.resolve()) in " ".join(cmdline):
+            with contextlib.suppress(psutil.NoSuchProcess):  # it ended since
+                found += [process, *process.children(recursive=True)]
+    return found
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of the processes that still run: not ended, nor a zombie."""
+    running = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                running.append(process)
+    return running

@@ -6,6 +6,7 @@ project on their Python path, from a folder outside it: they get the code from `
 """
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -19,23 +20,29 @@ from pathlib import Path
 import psutil
 import pytest
 from distributed import Client
+from filelock import FileLock
 
 from tests.conftest import (
     BIN,
     SEEDS,
     VARIANTS,
+    alive,
     assert_fails_cleanly,
     commit_all,
     experiments,
     read_records,
     run,
+    run_processes,
     seed_study_command,
     subprocess_env,
 )
-from tools.cluster import stage_module
+from tools.run import stage_module
+from tools.study import WORKERS_SECONDS
+from tools.task import clones_folder
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
 
+LOST_SECONDS = 120  # for a worker to close once it has lost its scheduler, with its run
 MACHINE_BOUND = ("train_seconds", "experiment", "environment")  # timings and the machine
 
 
@@ -57,15 +64,29 @@ def git(*args: str, cwd: Path) -> str:
     return run(["git", *args], cwd=cwd).stdout
 
 
+def pushed_as_recorded(remotes: Remotes, head: Path, name: str) -> bool:
+    """Whether `origin` holds exactly one experiment called `name`, and it is the commit that
+    the head recorded: a run trained again and pushed over it would be another commit."""
+    refs = git("for-each-ref", "--format=%(refname) %(objectname)", "refs/exps", cwd=remotes.origin)
+    commits = [
+        line.split()[1] for line in refs.splitlines() if line.split()[0].endswith(f"/{name}")
+    ]
+    [record] = [r for r in read_records(head) if r["name"] == name]
+    return commits == [record["experiment"]]
+
+
 def dvc_with(remotes: Remotes, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return run([str(BIN / "dvc"), *args], cwd=cwd, env=remotes.env)
 
 
-def cluster_env(remotes: Remotes) -> dict[str, str]:
-    """A worker's environment: no PYTHONPATH and no venv on PATH, only the DVC configuration."""
+def cluster_env(remotes: Remotes, path_first: Path | None = None) -> dict[str, str]:
+    """A worker's environment: no PYTHONPATH and no venv on PATH, only the DVC configuration;
+    `path_first` before the rest of PATH."""
     env = {**subprocess_env(), **remotes.env}
     del env["PYTHONPATH"]
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != str(BIN))
+    paths = [str(path_first)] if path_first else []
+    paths += [p for p in env["PATH"].split(os.pathsep) if p != str(BIN)]
+    env["PATH"] = os.pathsep.join(paths)
     return env
 
 
@@ -110,13 +131,15 @@ def cluster_study(remotes: Remotes, cluster: Cluster) -> Path:
 
 
 @contextlib.contextmanager
-def start_cluster(remotes: Remotes, folder: Path, workers: int = 2) -> Iterator[Cluster]:
+def start_cluster(
+    remotes: Remotes, folder: Path, workers: int = 2, path_first: Path | None = None
+) -> Iterator[Cluster]:
     """`dask scheduler` and `workers` × `dask worker --nthreads 1`, each with its own local
     directory.
 
-    Stopped afterwards, with any training a killed worker left behind.
+    Stopped afterwards; a run that outlives its worker fails the test.
     """
-    env = cluster_env(remotes)
+    env = cluster_env(remotes, path_first)
     folder.mkdir(exist_ok=True)
     scheduler_file = folder / "scheduler.json"
     dask = str(BIN / "dask")
@@ -142,7 +165,8 @@ def start_cluster(remotes: Remotes, folder: Path, workers: int = 2) -> Iterator[
                 )
             )  # fmt: skip
         with Client(scheduler_file=str(scheduler_file)) as client:
-            client.wait_for_workers(workers, timeout=120)
+            if workers:
+                client.wait_for_workers(workers, timeout=120)
             address = client.scheduler.address
         yield Cluster(address, processes[1:], processes[0])
     finally:
@@ -150,9 +174,11 @@ def start_cluster(remotes: Remotes, folder: Path, workers: int = 2) -> Iterator[
             process.terminate()
         for process in processes:
             process.wait(timeout=60)
-        for leftover in psutil.process_iter(["cwd"]):  # a killed worker's orphaned training
-            if (leftover.info["cwd"] or "").startswith(str(folder)):
-                leftover.kill()
+        _, left = psutil.wait_procs(run_processes(remotes.origin), timeout=30)
+        orphans = alive(left)  # runs that outlived their worker by half a minute
+        for orphan in orphans:
+            orphan.kill()
+        assert orphans == []
 
 
 def test_a_study_on_two_workers_records_what_a_local_study_records(
@@ -262,15 +288,14 @@ def test_a_worker_killed_while_it_trains_costs_no_run(
     """
     head = head_copy(remotes, tmp_path)
     study, worker = study_in_training(head, remotes, cluster, "10")
-    its_runs = worker.children(recursive=True)  # `python -m tools.cluster`, DVC, the stage
+    its_runs = worker.children(recursive=True)  # `python -m tools.run`, DVC, the stage
     worker.send_signal(signal.SIGKILL)
     _, left = psutil.wait_procs(its_runs, timeout=30)
     assert left == []  # no orphaned training runs on, nor pushes later
     _, stderr = study.communicate(timeout=600)
     assert study.returncode == 0, stderr
     assert [record["name"] for record in read_records(head)] == ["seed-wide-s10"]
-    pushed = [ref.rsplit("/", 1)[-1] for ref in git("ls-remote", "origin", cwd=head).split()]
-    assert pushed.count("seed-wide-s10") == 1
+    assert pushed_as_recorded(remotes, head, "seed-wide-s10")
 
 
 def test_a_lost_scheduler_ends_the_study_in_one_line_and_a_new_one_does_the_rest(
@@ -291,6 +316,8 @@ def test_a_lost_scheduler_ends_the_study_in_one_line_and_a_new_one_does_the_rest
             time.sleep(0.2)
         first.scheduler.send_signal(signal.SIGKILL)
         _, stderr = study.communicate(timeout=60)  # the head gives up within a minute
+        _, left = psutil.wait_procs(run_processes(remotes.origin), timeout=LOST_SECONDS)
+        assert alive(left) == []  # the worker closed without its scheduler, and its run stopped
     assert_fails_cleanly(
         subprocess.CompletedProcess(command, study.returncode, "", stderr),
         f"lost the Dask scheduler at {first.address}",
@@ -309,29 +336,125 @@ def test_a_lost_scheduler_ends_the_study_in_one_line_and_a_new_one_does_the_rest
     assert [r for r in records if r["name"] in {k["name"] for k in kept}] == kept
 
 
-def test_a_failed_push_is_tried_again_never_the_training_and_keeps_the_record(
+def test_an_unpushed_run_keeps_its_experiment_after_its_worker_has_closed(
+    remotes: Remotes, tmp_path: Path
+) -> None:
+    """`origin` gone from the run's start of training until after the study: the push fails,
+    the training ran once, the record is kept. The hint's command, run once the worker has
+    closed (distributed deletes its local directory then), sends the experiment."""
+    head = head_copy(remotes, tmp_path)
+    with start_cluster(remotes, tmp_path / "dask", workers=1) as cluster:
+        study, _ = study_in_training(head, remotes, cluster, "14")
+        moved = remotes.origin.with_name("origin-away.git")
+        remotes.origin.rename(moved)
+        try:
+            stdout, stderr = study.communicate(timeout=600)
+        finally:
+            moved.rename(remotes.origin)
+    result = subprocess.CompletedProcess(study.args, study.returncode, stdout, stderr)
+    assert_fails_cleanly(result, "1 run(s) recorded but not pushed to origin: ")
+    assert stdout.count("seed-wide-s14: test accuracy") == 1  # trained once, never retried
+    assert [r["name"] for r in read_records(head)] == ["seed-wide-s14"]
+    hint = stderr.strip().splitlines()[-1].split("hint: on each run's machine, ")[1]
+    [command] = hint.removesuffix(")").split("; ")
+    assert command.endswith(" && dvc exp push origin seed-wide-s14")
+    assert str(tmp_path / "dask") not in command  # not in the worker's local directory
+    run(["sh", "-c", command], cwd=tmp_path, env=remotes.env)
+    assert pushed_as_recorded(remotes, head, "seed-wide-s14")
+
+
+def test_ctrl_c_of_one_study_leaves_another_studys_runs_of_the_same_commit_alone(
     remotes: Remotes, cluster: Cluster, tmp_path: Path
 ) -> None:
-    """`origin` gone from the run's start of training until after the study: the push is tried
-    three times, the training once; the record is kept, and the hint's push works later."""
+    """Two heads of one commit on one scheduler, one run each: Ctrl-C stops the first one's
+    run only; the second trains on, once, and pushes once."""
+    env = {**subprocess_env(), **remotes.env}
+    studies = {}
+    for seed in ("16", "17"):
+        head = head_copy(remotes, tmp_path / seed)
+        command = seed_study_command(
+            "--seeds", seed, "--variants", "wide", "--scheduler", cluster.address
+        )
+        studies[seed] = subprocess.Popen(
+            command, cwd=head, env=env, text=True, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+    deadline = time.monotonic() + 300  # a guard against studies that never train
+    while len(trains := training_runs()) < 2:
+        assert time.monotonic() < deadline and all(s.poll() is None for s in studies.values())
+        time.sleep(0.1)
+    os.killpg(studies["16"].pid, signal.SIGINT)
+    _, stderr = studies["16"].communicate(timeout=60)
+    assert "error: interrupted: 0 record(s) kept" in stderr.splitlines()[-1]
+    assert trains["17"].is_running()  # the other study's training was left alone
+    stdout, stderr = studies["17"].communicate(timeout=600)
+    assert studies["17"].returncode == 0, stderr
+    assert stdout.count("seed-wide-s17: test accuracy") == 1
+    assert pushed_as_recorded(remotes, tmp_path / "17" / "head", "seed-wide-s17")
+
+
+def training_runs() -> dict[str, psutil.Process]:
+    """The `tools.run` processes of runs that train now, by seed."""
+    found = {}
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "tools.run" in cmdline:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                children = process.children(recursive=True)
+                if any(stage_module(child.cmdline()) == "train" for child in children):
+                    found[str(json.loads(cmdline[cmdline.index("tools.run") + 1])["seed"])] = (
+                        process
+                    )
+    return found
+
+
+def test_ctrl_c_while_a_task_runs_git_stops_it_before_its_run(
+    remotes: Remotes, tmp_path: Path
+) -> None:
+    """A worker whose Git takes 3 s a command; Ctrl-C at the head during them: the task ends
+    without starting its run, and nothing is pushed."""
+    slow = tmp_path / "slow-git"
+    slow.mkdir()
+    (slow / "git").write_text(f'#!/bin/sh\nsleep 3\nexec {shutil.which("git")} "$@"\n')
+    (slow / "git").chmod(0o755)
     head = head_copy(remotes, tmp_path)
-    study, _ = study_in_training(head, remotes, cluster, "14")
-    moved = remotes.origin.with_name("origin-away.git")
-    remotes.origin.rename(moved)
-    try:
-        stdout, stderr = study.communicate(timeout=600)
-    finally:
-        moved.rename(remotes.origin)
-    result = subprocess.CompletedProcess(study.args, study.returncode, stdout, stderr)
-    assert_fails_cleanly(result, "1 run(s) recorded but not pushed to origin (seed-wide-s14)")
-    assert stdout.count("seed-wide-s14: test accuracy") == 1  # trained once, never retried
-    assert "push tried 3 times" in stdout
-    assert [r["name"] for r in read_records(head)] == ["seed-wide-s14"]
-    hint = stderr.strip().splitlines()[-1].split("hint: on each run's worker, ")[1].rstrip(")")
-    clone = hint.split("cd ")[1].split(" && ")[0]
-    dvc_with(remotes, "exp", "push", "origin", "seed-wide-s14", cwd=Path(clone))
-    pushed = [ref.rsplit("/", 1)[-1] for ref in git("ls-remote", "origin", cwd=head).split()]
-    assert pushed.count("seed-wide-s14") == 1
+    with start_cluster(remotes, tmp_path / "dask", workers=1, path_first=slow) as cluster:
+        command = seed_study_command(
+            "--seeds", "18", "--variants", "wide", "--scheduler", cluster.address
+        )
+        study = subprocess.Popen(
+            command, cwd=head, env={**subprocess_env(), **remotes.env}, text=True,
+            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120  # a guard against a task that never starts Git
+        while not any(str(slow) in " ".join(p.info["cmdline"] or []) for p in
+                      psutil.process_iter(["cmdline"])):  # fmt: skip
+            assert study.poll() is None and time.monotonic() < deadline, study.communicate()
+            time.sleep(0.05)
+        os.killpg(study.pid, signal.SIGINT)
+        _, stderr = study.communicate(timeout=60)
+        assert "error: interrupted: 0 record(s) kept" in stderr.splitlines()[-1]
+        with FileLock(clones_folder(str(remotes.origin)) / "0.lock").acquire(timeout=120):
+            pass  # the task has let go of its clone: it ended
+        assert run_processes(remotes.origin) == []
+    assert "seed-wide-s18" not in git("for-each-ref", "refs/exps", cwd=remotes.origin)
+
+
+def test_a_scheduler_without_workers_ends_the_study_in_one_line(
+    remotes: Remotes, tmp_path: Path
+) -> None:
+    head = head_copy(remotes, tmp_path)
+    with start_cluster(remotes, tmp_path / "dask", workers=0) as empty:
+        command = seed_study_command(
+            "--seeds", "19", "--variants", "wide", "--scheduler", empty.address
+        )
+        result = run(command, cwd=head, env=remotes.env, check=False)
+    assert_fails_cleanly(
+        result,
+        f"the Dask scheduler at {empty.address} had no worker for {WORKERS_SECONDS} s",
+        "0 record(s) kept",
+        f"dask worker {empty.address}",
+    )
 
 
 Breakage = Callable[[Path, dict[str, str]], None]
@@ -355,6 +478,27 @@ def commit_a_change(head: Path, env: dict[str, str]) -> None:
     commit_all(head, "not pushed")
 
 
+def push_to_another_remote(head: Path, env: dict[str, str]) -> None:
+    commit_a_change(head, env)
+    upstream = head.parent / "upstream.git"
+    run(["git", "init", "--quiet", "--bare", str(upstream)], cwd=head.parent)
+    git("remote", "add", "upstream", str(upstream), cwd=head)
+    git("push", "--quiet", "upstream", "HEAD:main", cwd=head)
+
+
+def delete_on_origin(head: Path, env: dict[str, str]) -> None:
+    """The branch was on `origin` once: the head's remote-tracking ref is stale."""
+    commit_a_change(head, env)
+    git("push", "--quiet", "origin", "HEAD:gone", cwd=head)
+    git(
+        "branch",
+        "--quiet",
+        "-D",
+        "gone",
+        cwd=Path(git("remote", "get-url", "origin", cwd=head).strip()),
+    )
+
+
 def empty_the_dvc_remote(head: Path, env: dict[str, str]) -> None:
     env["DVC_GLOBAL_CONFIG_DIR"] = str(head.parent / "other-config")
     empty = str(head.parent / "empty-storage")
@@ -372,6 +516,8 @@ def no_scheduler(head: Path, env: dict[str, str]) -> None:
         (unreachable_origin, "`git fetch` failed: fatal: "),
         (change_training, "uncommitted changes (stages/training.py"),
         (commit_a_change, "is not on `origin`: the workers could not check it out"),
+        (push_to_another_remote, "is not on `origin`: the workers could not check it out"),
+        (delete_on_origin, "is not on `origin`: the workers could not check it out"),
         (empty_the_dvc_remote, "the DVC remote lacks data/raw/mnist.npz, data/split/test.npz"),
         (no_scheduler, "no Dask scheduler answered at tcp://127.0.0.1:9"),
     ],

@@ -387,15 +387,35 @@ def recipe_2016_rate() -> str:
     return f"RMSprop at a constant {rate}"
 
 
-def push_waits() -> str:
-    from tools.cluster import PUSH_WAITS
+def study_bounds() -> str:
+    from tools.task import GIT_SECONDS, RUN_SECONDS
 
-    first, second = PUSH_WAITS
-    return f"tried again after {first} s and {second} s"
+    return f"a worker's Git command over {GIT_SECONDS} s, and a run over {RUN_SECONDS // 3600} h"
+
+
+def scaling_bounds() -> str:
+    from tools.task import GIT_SECONDS, RUN_SECONDS
+
+    return f"A worker's Git command has {GIT_SECONDS} s, a run {RUN_SECONDS // 3600} h"
+
+
+def no_worker(doc_form: str) -> Callable[[], str]:
+    def phrase() -> str:
+        from tools.study import WORKERS_SECONDS
+
+        return doc_form.format(WORKERS_SECONDS)
+
+    return phrase
+
+
+def stop_seconds() -> str:
+    from tools.task import STOP_SECONDS
+
+    return f"then SIGKILL after {STOP_SECONDS} s"
 
 
 def stage_poll() -> str:
-    from tools.cluster import STAGE_POLL
+    from tools.run import STAGE_POLL
 
     return f"its looks every {STAGE_POLL} s"
 
@@ -405,7 +425,7 @@ def sweep_records() -> str:
 
 
 def connect_seconds() -> str:
-    from tools.cluster import CONNECT_SECONDS
+    from tools.study import CONNECT_SECONDS
 
     return f"answering within {CONNECT_SECONDS} s"
 
@@ -718,7 +738,8 @@ PERFORMANCE = [
     ("over three rounds of fresh processes", speed_rounds),
 ]
 SCALING = [
-    ("tried again after 5 s and 20 s", push_waits),
+    ("that has had none for 30 s", no_worker("that has had none for {} s")),
+    ("A worker's Git command has 300 s, a run 6 h", scaling_bounds),
     ("answering within 5 s", connect_seconds),
     ("On paper: 2, 8 and 32 workers", projected_workers),
     ("the pinned Keras 3.15.1", pin("pipeline.txt", "keras", "the pinned Keras ")),
@@ -753,7 +774,7 @@ PYTHON = [
     ),
 ]
 TESTS = [
-    ("(all 67;", mutation_count),
+    ("(all 74;", mutation_count),
     ("(64 units, a `cnn` of 8 and 16 filters", tiny_models),
     ("than 90 % test accuracy after one epoch of `small`", tiny_accuracy),
     ("the others keep seed 42 in its", train_seed),
@@ -783,7 +804,10 @@ README = [
 ]
 STUDIES = [
     ("RMSprop at a constant 0.001", recipe_2016_rate),
-    ("tried again after 5 s and 20 s", push_waits),
+    ("has had no worker for 30 s ends", no_worker("has had no worker for {} s ends")),
+    ("had no worker for 30 s: ...`", no_worker("had no worker for {} s: ...`")),
+    ("a worker's Git command over 300 s, and a run over 6 h", study_bounds),
+    ("then SIGKILL after 10 s", stop_seconds),
     ("its looks every 0.2 s", stage_poll),
     ("(target: at most 1.1 ×", lambda: f"(target: at most {STAGES_TARGET} ×"),
     ("(target: at most 12 s)", lambda: f"(target: at most {OUTSIDE_TARGET} s)"),

@@ -3,14 +3,15 @@ the user's own DVC queue beside it, bad input. Each fails in one line, keeps the
 and leaves no run behind; each runs the real stages on the tiny pipeline in a copy, on a real
 LocalCluster."""
 
-import contextlib
 import csv
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -21,18 +22,21 @@ from stages.fingerprint import installed_libraries
 from tests.conftest import (
     BIN,
     REPO,
+    alive,
     assert_fails_cleanly,
     commit_all,
     copy_project,
     dvc,
     read_records,
     run,
+    run_processes,
     seed_study_command,
     subprocess_env,
     yaml_text,
 )
-from tools.cluster import RUN_FAILED, STAGE_POLL, check_libraries, stage_module, stages_timed
 from tools.experiments import Run
+from tools.run import STAGE_POLL, check_libraries, stage_module, stages_timed
+from tools.task import RUN_FAILED
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
 
@@ -48,22 +52,17 @@ def study_copy(tiny_project: Path, tmp_path: Path) -> Path:
 
 
 def start_study(project: Path, *args: str) -> subprocess.Popen:
+    """The study in a process group of its own, as a terminal starts a command: Ctrl-C there
+    reaches the whole group (the head and its LocalCluster's workers)."""
     return subprocess.Popen(
         seed_study_command(*args), cwd=project, env=subprocess_env(), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
 
 
-def run_processes(project: Path) -> list[psutil.Process]:
-    """The study runs of `project` on any worker (`python -m tools.cluster` with the project as
-    its source), and everything they started: DVC and the stages."""
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if "tools.cluster" in cmdline and str(project.resolve()) in " ".join(cmdline):
-            with contextlib.suppress(psutil.NoSuchProcess):  # it ended since
-                found += [process, *process.children(recursive=True)]
-    return found
+def ctrl_c(process: subprocess.Popen) -> None:
+    """What a terminal sends on Ctrl-C: SIGINT to the foreground process group."""
+    os.killpg(process.pid, signal.SIGINT)
 
 
 def wait_until(condition, process: subprocess.Popen) -> None:  # noqa: ANN001
@@ -84,16 +83,6 @@ def command_line(process: psutil.Process) -> list[str]:
         return process.cmdline()
     except psutil.NoSuchProcess:
         return []
-
-
-def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
-    """Those of the processes that still run: not ended, nor a zombie."""
-    running = []
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                running.append(process)
-    return running
 
 
 def experiment_names(project: Path) -> list[str]:
@@ -117,7 +106,7 @@ def test_a_second_study_refuses_and_ctrl_c_keeps_the_finished_runs_for_the_rerun
     assert_fails_cleanly(second, f"another study is running in this project (pid {process.pid})")
     wait_until(lambda: (project / "reports/seeds.json").exists() and training(project), process)
     runs = run_processes(project)
-    process.send_signal(signal.SIGINT)
+    ctrl_c(process)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, stderr
     assert "Traceback" not in stderr
@@ -135,10 +124,26 @@ def test_a_second_study_refuses_and_ctrl_c_keeps_the_finished_runs_for_the_rerun
     assert records[:1] == kept
 
 
+def second_ctrl_c(process: subprocess.Popen) -> None:
+    """Ctrl-C, and again half a second later: while the head stops the runs."""
+    ctrl_c(process)
+    time.sleep(0.5)
+    ctrl_c(process)
+
+
+def hang_up(process: subprocess.Popen) -> None:
+    """What a closed terminal sends: SIGHUP to the foreground process group."""
+    os.killpg(process.pid, signal.SIGHUP)
+
+
 @pytest.mark.usefixtures("ctrl_c_enabled")
-@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP])  # SIGINT: above
+@pytest.mark.parametrize(
+    "stop",
+    [lambda process: process.send_signal(signal.SIGTERM), hang_up, second_ctrl_c],
+    ids=["sigterm", "sighup-to-group", "ctrl-c-twice"],
+)  # one Ctrl-C: above
 def test_a_signal_mid_training_stops_every_run_and_keeps_the_records_file(
-    tiny_project: Path, tmp_path: Path, signal_number: int
+    tiny_project: Path, tmp_path: Path, stop: Callable[[subprocess.Popen], None]
 ) -> None:
     project = study_copy(tiny_project, tmp_path)
     records = project / "reports/seeds.json"
@@ -147,7 +152,7 @@ def test_a_signal_mid_training_stops_every_run_and_keeps_the_records_file(
     process = start_study(project, "--seeds", "8", "9", "10", "--variants", "wide", "--jobs", "2")
     wait_until(lambda: training(project), process)
     runs = run_processes(project)
-    process.send_signal(signal_number)
+    stop(process)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, stderr
     assert "Traceback" not in stderr
@@ -156,6 +161,51 @@ def test_a_signal_mid_training_stops_every_run_and_keeps_the_records_file(
     assert alive(left) == []  # the training stopped with the study
     assert json.loads(records.read_text()) == []
     assert experiment_names(project) == []
+
+
+@pytest.mark.usefixtures("ctrl_c_enabled")
+def test_ctrl_c_before_the_cluster_starts_ends_in_the_studys_one_line(
+    tiny_project: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C once the study has said what it will do, while its LocalCluster starts."""
+    project = study_copy(tiny_project, tmp_path)
+    process = start_study(project, "--seeds", "8", "--variants", "wide", "--jobs", "1")
+    assert process.stdout.readline() == "1 runs to do, 0 recorded\n"
+    ctrl_c(process)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1].startswith("error: interrupted: 0 record(s) kept")
+    assert experiment_names(project) == []
+
+
+def test_a_users_experiment_named_like_a_run_is_refused_and_never_overwritten(
+    tiny_project: Path, tmp_path: Path
+) -> None:
+    """The user's own `seed-wide-s8` with another dropout: the study refuses in one line and
+    leaves it as it was; once removed as the hint says, the same command runs. The sweep's
+    uncommitted outputs (docs/tuning.md, reports/sweep.json), which no run reads, are no reason
+    to refuse, as docs/studies.md's sequence needs."""
+    project = study_copy(tiny_project, tmp_path)
+    (project / "docs").mkdir()
+    (project / "docs/tuning.md").write_text("# Tuning\n")
+    (project / "reports/sweep.json").write_text("[]\n")
+    commit_all(project, "the sweep's outputs, committed once")
+    dvc("exp", "run", "--temp", "-n", "seed-wide-s8", "-S", "models.wide.dropout=0.3",
+        "train@wide", cwd=project)  # fmt: skip
+    before = run(["git", "for-each-ref", "refs/exps"], cwd=project).stdout
+    with (project / "docs/tuning.md").open("a") as doc:
+        doc.write("a sweep's table\n")
+    (project / "reports/sweep.json").write_text("[{}]\n")
+    command = seed_study_command("--seeds", "8", "--variants", "wide", "--jobs", "1")
+    result = run(command, cwd=project, check=False)
+    assert_fails_cleanly(
+        result, "experiment(s) seed-wide-s8 of commit", "dvc exp remove seed-wide-s8"
+    )
+    assert run(["git", "for-each-ref", "refs/exps"], cwd=project).stdout == before
+    dvc("exp", "remove", "seed-wide-s8", cwd=project)
+    assert "1 runs to do, 0 recorded" in run(command, cwd=project).stdout
+    assert [r["name"] for r in read_records(project)] == ["seed-wide-s8"]
 
 
 def test_a_failed_run_sends_no_more_and_names_itself(tiny_project: Path, tmp_path: Path) -> None:
@@ -283,7 +333,8 @@ def test_a_worker_with_other_libraries_than_the_head_fails_the_run_before_it_sta
     source = {"origin": str(tiny_project), "cache": "", "libraries": installed_libraries()}
     source["libraries"] = {**source["libraries"], "keras": "2.0.0"}
     run_ = json.dumps({"variant": "wide", "seed": 8})
-    command = [sys.executable, "-m", "tools.cluster", run_, json.dumps(source), "--threads", "1"]
+    command = [sys.executable, "-m", "tools.run", run_, json.dumps(source), "--threads", "1"]
+    command += ["--parent", str(os.getpid())]
     result = run(command, cwd=tiny_project, check=False)
     assert result.returncode == RUN_FAILED
     keras = installed_libraries()["keras"]
@@ -310,4 +361,4 @@ def test_a_runs_stage_processes_are_timed_by_stage_and_nothing_else(tmp_path: Pa
     assert 2 - STAGE_POLL <= seconds["nap"] < 4  # its 2 s of sleep, once, seen every STAGE_POLL
     assert stage_module(["python", "-m", "stages.train", "wide"]) == "train"
     assert stage_module(["sh", "-c", "python -m stages.train wide"]) == ""
-    assert stage_module(["python", "-m", "tools.cluster", "{}"]) == ""
+    assert stage_module(["python", "-m", "tools.run", "{}"]) == ""

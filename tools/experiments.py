@@ -30,6 +30,16 @@ from stages.fingerprint import (
 from stages.paths import metrics_file, training_file
 
 LOG_LINES = 12  # of a failed run's log, shown with its error
+NEEDED_STAGES = ("fetch", "split")  # whose outputs every run reads; the rest it makes itself
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a worker clones the project from and sends its experiment back to."""
+
+    origin: str  # a Git URL, or the head's own folder on one machine
+    libraries: dict[str, str]  # the head's installed_libraries(), which every worker must have
+    cache: str = ""  # on one machine, the head's DVC cache, which the clones share
 
 
 @dataclass(frozen=True)

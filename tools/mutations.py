@@ -519,6 +519,65 @@ MUTATIONS = (
             "tests/test_studies.py::test_sweep_ranks_recipes_by_validation_and_never_reads_the_test_set",
         ),
     ),
+    Mutation(
+        "a study's Ctrl-C stops every study's runs on a worker",
+        "tools/task.py",
+        'marks.glob(f"{study}-*.run")',
+        'marks.glob("*.run")',
+        (
+            "tests/test_cluster.py::test_ctrl_c_of_one_study_leaves_another_studys_runs_of_the_same_commit_alone",
+        ),
+    ),
+    Mutation(
+        "a stopped task runs on",
+        "tools/task.py",
+        '    return (marks / f"{study}.stopped").exists()',
+        "    return False",
+        ("tests/test_cluster.py::test_ctrl_c_while_a_task_runs_git_stops_it_before_its_run",),
+    ),
+    Mutation(
+        "a run pushed over an experiment of the same name",
+        "tools/study.py",
+        "    check_names(todo, base)\n",
+        "",
+        (
+            "tests/test_study_failures.py::test_a_users_experiment_named_like_a_run_is_refused_and_never_overwritten",
+        ),
+    ),
+    Mutation(
+        "a stale remote-tracking ref taken for the commit on origin",
+        "tools/study.py",
+        '"--quiet", "--prune", "origin"',
+        '"--quiet", "origin"',
+        (
+            "tests/test_cluster.py::test_what_the_workers_could_not_run_fails_in_one_line_before_any_task",
+        ),
+    ),
+    Mutation(
+        "another remote's branch taken for the commit on origin",
+        "tools/study.py",
+        '"--contains", base, "refs/remotes/origin"',
+        '"--contains", base, "refs/remotes"',
+        (
+            "tests/test_cluster.py::test_what_the_workers_could_not_run_fails_in_one_line_before_any_task",
+        ),
+    ),
+    Mutation(
+        "a run outlives its worker",
+        "tools/run.py",
+        "    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)\n",
+        "",
+        ("tests/test_cluster.py::test_a_worker_killed_while_it_trains_costs_no_run",),
+    ),
+    Mutation(
+        "uncommitted docs refuse a study",
+        "tools/study.py",
+        'NOT_READ_BY_RUNS = (":!reports", ":!docs", ":!*.md")',
+        'NOT_READ_BY_RUNS = (":!reports/seeds.json",)',
+        (
+            "tests/test_study_failures.py::test_a_users_experiment_named_like_a_run_is_refused_and_never_overwritten",
+        ),
+    ),
 )
 
 

@@ -9,7 +9,7 @@ committed run's. Each run is a DVC experiment named for what it is (`seed-cnn-s4
 -S train.seed=4 evaluate@cnn`); with --recipe-2016 the 2016 variants train with the keys of
 report.recipe_2016 set by -S (`seed-wide-2016-s4`) and go to reports/recipe_2016.json. One Dask
 task each: on a LocalCluster of `--jobs` workers here, the cores shared among them, or
-with `--scheduler` (or DASK_SCHEDULER_ADDRESS) on that cluster's workers (tools/cluster.py).
+with `--scheduler` (or DASK_SCHEDULER_ADDRESS) on that cluster's workers (tools/study.py).
 Each record goes to reports/seeds.json as its run finishes; the report stage counts only the
 records whose fingerprint matches today's code, params and libraries. A rerun does only what
 is missing or stale, and keeps the records of other variants and seeds.
@@ -23,9 +23,8 @@ from stages.files import parse_yaml
 from stages.params import Params, load_params
 from stages.paths import RECIPE_2016_FILE, SEEDS_FILE
 from stages.report import SEEDS_HINT
-from tools.cluster import scheduler_address
 from tools.experiments import Run
-from tools.study import run_study
+from tools.study import run_study, scheduler_address
 from tools.sweep import SPACE_FILE
 
 

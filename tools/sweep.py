@@ -4,7 +4,7 @@
 
 Each run is a DVC experiment named for what it is (`sweep-wide-adam-cosine-ls-s1`: `dvc exp
 run -S models.wide.optimizer=adam ... train@wide`), one Dask task each, on a LocalCluster of
-`--jobs` workers or with `--scheduler` on that cluster (tools/cluster.py); the test set is never
+`--jobs` workers or with `--scheduler` on that cluster (tools/study.py); the test set is never
 evaluated. Records go to reports/sweep.json as runs finish, each with the
 fingerprint of the code and params it ran, so a rerun does only what is missing or stale and a
 new recipe costs only its own runs. The table ranks recipes by
@@ -18,14 +18,13 @@ from typing import Any
 
 from stages.errors import StageError, run_stage
 from stages.files import parse_yaml
-from stages.fingerprint import fingerprint, installed_libraries, read_workspace
+from stages.fingerprint import current_fingerprint, installed_libraries
 from stages.params import load_params, parse_params
 from stages.records import SWEEP_FIELDS, like_group, read_records
 from stages.report import p_text, update_readme, welch
 from stages.stats import holm, mean_std
-from tools.cluster import scheduler_address
 from tools.experiments import Run
-from tools.study import run_study
+from tools.study import run_study, scheduler_address
 
 SPACE_FILE = Path(__file__).with_name("sweep.yaml")
 RESULTS_FILE = Path("reports/sweep.json")
@@ -135,7 +134,7 @@ def stale_runs(
         run.name
         for run in runs
         if made.get(run.name)
-        != fingerprint(run.variant, run.params(params), read_workspace, libraries, run.stages)
+        != current_fingerprint(run.variant, params, libraries, run.overrides, run.stages)
     ]
 
 
