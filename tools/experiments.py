@@ -28,8 +28,8 @@ from stages.fingerprint import (
     with_overrides,
 )
 from stages.paths import metrics_file, training_file
+from tools.task import LOG_LINES
 
-LOG_LINES = 12  # of a failed run's log, shown with its error
 NEEDED_STAGES = ("fetch", "split")  # whose outputs every run reads; the rest it makes itself
 
 
