@@ -106,10 +106,22 @@ def venv_env() -> dict[str, str]:
     return {**os.environ, "PATH": os.pathsep.join([venv, os.environ["PATH"]])}
 
 
-def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run DVC from this Python; unless `check` is off, fail with its last error line."""
+def dvc(
+    *args: str, check: bool = True, timeout: float | None = None
+) -> subprocess.CompletedProcess:
+    """Run DVC from this Python; unless `check` is off, fail with its last error line; fail
+    after `timeout` seconds, when given."""
     command = [sys.executable, "-m", "dvc", *args]
-    result = subprocess.run(command, capture_output=True, text=True, env=venv_env())
+    env = {**venv_env(), "GIT_TERMINAL_PROMPT": "0"}
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
+            timeout=timeout,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise StageError(
+            f"`dvc {' '.join(args[:3])}` took more than {timeout:.0f} s", "check the remote"
+        ) from None
     if check and result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
         raise StageError(f"`dvc {' '.join(args[:3])}` failed: {lines[-1]}", "run it to see why")

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -32,7 +33,9 @@ from tools.experiments import (
     RunFailed,
     Source,
     dvc,
+    experiment_commit,
     experiment_names,
+    experiment_ref,
     head_commit,
     run_experiment,
     run_failed,
@@ -120,13 +123,23 @@ def stage_module(cmdline: list[str]) -> str:
 
 
 def push(name: str, source: Source) -> str:
-    """`dvc exp push` the experiment, never over one of the same name: '' once it is sent, else
-    the last error line. On one machine only its Git commit goes: the cache is shared."""
+    """`dvc exp push` the experiment, never over one of the same name: '' once `origin` has it,
+    else why not. On one machine only its Git commit goes: the cache is shared."""
     args = ["exp", "push", *(["--no-cache"] if source.cache else []), "origin", name]
     result = dvc(*args, check=False)
-    if result.returncode == 0:
-        return ""
-    return ((result.stderr or result.stdout).strip().splitlines() or ["no output"])[-1]
+    if result.returncode != 0:
+        return ((result.stderr or result.stdout).strip().splitlines() or ["no output"])[-1]
+    if not on_origin(name):  # DVC only warns when `origin` has another experiment of the name
+        return f"origin has another experiment named {name}"
+    return ""
+
+
+def on_origin(name: str) -> bool:
+    """Whether `origin` has this clone's experiment `name` of its commit, the same commit."""
+    base = head_commit()
+    ref = experiment_ref(base, name)
+    found = subprocess.run(["git", "ls-remote", "origin", ref], capture_output=True, text=True)
+    return found.returncode == 0 and found.stdout.split()[:1] == [experiment_commit(base, name)]
 
 
 def local_cache() -> str:
@@ -149,8 +162,13 @@ def run_here(run: Run, source: Source, threads: int) -> dict[str, Any]:
             dvc("checkout", "--quiet", *NEEDED_STAGES)
         else:
             dvc("pull", "--quiet", *NEEDED_STAGES)
-        if run.name in experiment_names(head_commit()):
-            dvc("exp", "remove", run.name)  # an earlier try's, never pushed
+        if run.name in experiment_names(head_commit()):  # an earlier try's
+            if not on_origin(run.name):
+                clone = shlex.quote(os.getcwd())
+                show_log(run.name, [f"this clone keeps an unpushed {run.name} of this commit: "
+                                    f"cd {clone} && dvc exp push origin {run.name}"])  # fmt: skip
+                raise run_failed(run.name)
+            dvc("exp", "remove", run.name)
     with timed(seconds, "run"), stages_timed(stages):
         record = run_experiment(run, threads)
     with timed(seconds, "push"):

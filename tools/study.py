@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -61,6 +62,7 @@ PID_FILE = Path(".dvc/tmp/study.pid")  # the pid of the study that holds the loc
 NOT_READ_BY_RUNS = (":!reports", ":!docs", ":!*.md")  # what studies write, and no run reads
 RETRIES = 2  # reruns of a task whose set-up failed: a Git or DVC remote that did not answer
 CONNECT_SECONDS = 5
+REMOTE_SECONDS = 300  # for the head's look at the DVC remote
 WORKERS_SECONDS = 30  # for a scheduler without workers to get one, before the study gives up
 POLL_SECONDS = 1  # between two looks at the workers while no run finishes
 CLOSE_SECONDS = 10  # for the client to let go of a scheduler that is gone
@@ -169,14 +171,15 @@ def remote_source(base: str, libraries: dict[str, str]) -> Source:
             f"commit {base[:7]} is not on `origin`: the workers could not check it out",
             "git push origin HEAD",
         )
-    missing = json.loads(dvc("status", "--cloud", "--json", *NEEDED_STAGES).stdout or "{}")
+    status = dvc("status", "--cloud", "--json", *NEEDED_STAGES, timeout=REMOTE_SECONDS)
+    missing = json.loads(status.stdout or "{}")
     if missing:
         raise StageError(
             f"the DVC remote lacks {', '.join(sorted(missing))}, which the workers pull",
             f"dvc push {' '.join(NEEDED_STAGES)}",
         )
     refs = experiment_ref(base, "*")
-    git("fetch", "--quiet", "origin", f"+{refs}:{refs}")  # the finished runs, to read back
+    git("fetch", "--quiet", "origin", f"{refs}:{refs}")  # the finished runs; never over yours
     return Source(url, libraries)
 
 
@@ -193,22 +196,31 @@ def check_names(todo: list[Run], base: str) -> None:
         )
 
 
-def local_cluster(jobs: int) -> LocalCluster:
+@contextlib.contextmanager
+def local_cluster(jobs: int) -> Iterator[LocalCluster]:
     """`jobs` worker processes here, one task at a time each. They start with Ctrl-C and SIGHUP
     ignored, which their runs inherit: a terminal's signals reach the head alone, which stops
     them in order. One that comes meanwhile waits, blocked, and reaches the head once they have
-    started."""
+    started, inside the `with` that closes them."""
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINAL_SIGNALS)
     handlers = {number: signal.signal(number, signal.SIG_IGN) for number in TERMINAL_SIGNALS}
-    try:
-        return LocalCluster(
-            n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
-            silence_logs=logging.CRITICAL,
-        )  # fmt: skip
-    finally:
+
+    def restore() -> None:
         for number, handler in handlers.items():
             signal.signal(number, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    try:
+        cluster = LocalCluster(
+            n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+        )  # fmt: skip
+    except BaseException:
+        restore()
+        raise
+    with cluster:
+        restore()
+        yield cluster
 
 
 @contextlib.contextmanager
@@ -260,20 +272,19 @@ def run_on_cluster(
     base: str,
     keep: Callable[[Run, dict[str, Any]], None],
     threads: int = 0,
-) -> list[dict[str, Any]]:
+) -> None:
     """Run the runs as Dask tasks of the commit `base`, in the order given; `keep` each run's
     result as it finishes.
 
     No more tasks are in flight than there are workers, so a failed run sends no more: the
     running ones finish and are kept, and then it fails with its log. Ctrl-C, SIGTERM or an
     error of ours cancels every task and stops the runs on the workers, those in their Git
-    commands too. Returns the results of the runs whose experiment could not be sent back.
+    commands too.
     """
     study = uuid.uuid4().hex[:12]  # this study's tasks and runs, among any other study's
     waiting = list(runs)
     running: dict[Any, Run] = {}
     failed: tuple[str, list[str]] | None = None
-    unpushed: list[dict[str, Any]] = []
     workers_seen = [time.monotonic()]
 
     # Local functions: pickle cannot send them, so Dask sends them with cloudpickle, and with
@@ -285,6 +296,12 @@ def run_on_cluster(
         return stop_runs(study, dask_worker)
 
     def send_more() -> None:
+        try:
+            submit_more()
+        except OSError:  # distributed's CommClosedError: the scheduler went
+            raise SchedulerLost from None
+
+    def submit_more() -> None:
         while waiting and not failed and len(running) < max(1, len(client.nthreads())):
             run = waiting.pop(0)
             future = client.submit(
@@ -314,20 +331,18 @@ def run_on_cluster(
                     failed = failed or (run.name, result["failed"])
                 else:
                     keep(run, result)
-                    if "not_pushed" in result:
-                        unpushed.append(result)
             send_more()
     except SchedulerLost:
         raise  # nothing to cancel: the tasks went with the scheduler
     except BaseException:
         with contextlib.suppress(Exception):
             client.cancel(list(running))
+        with contextlib.suppress(Exception):
             client.run(stop, study, on_error="ignore")
         raise
     if failed:
         print("\n".join(failed[1]), file=sys.stderr)
         raise run_failed(failed[0])
-    return unpushed
 
 
 def steps_line(result: dict[str, Any]) -> str:
@@ -409,6 +424,8 @@ def study(
     planned = {run.name: expected_seconds(run) or 1.0 for run in todo}
     progress = Progress(sum(planned.values()))
 
+    unpushed: list[dict[str, Any]] = []
+
     def keep(run: Run, result: dict[str, Any]) -> None:
         record = result["record"]
         write(record)
@@ -418,11 +435,13 @@ def study(
             planned[run.name],
             f"{record['name']}: {kind} accuracy {accuracy:.4f} ({steps_line(result)})",
         )
+        if "not_pushed" in result:
+            unpushed.append(result)
 
     threads = 0 if scheduler else threads_per_run(jobs)
     try:
         with cluster_client(scheduler, jobs) as client:
-            unpushed = run_on_cluster(longest_first, client, source, base, keep, threads)
+            run_on_cluster(longest_first, client, source, base, keep, threads)
     except SchedulerLost:
         raise StageError(
             f"lost the Dask scheduler at {scheduler}: {len(records)} record(s) kept in {output}",
@@ -436,18 +455,23 @@ def study(
         ) from None
     finally:
         progress.close()
+        for result in unpushed:  # also when the study ends otherwise: they are recorded
+            print(push_line(result), file=sys.stderr)
     if unpushed:
         raise StageError(
-            f"{len(unpushed)} run(s) recorded but not pushed to origin: "
-            f"{unpushed[0]['not_pushed']}",
-            "on each run's machine, " + "; ".join(push_command(result) for result in unpushed),
+            f"{len(unpushed)} run(s) recorded but not pushed to origin",
+            "on each run's machine, run the command after its name above: it pushes the "
+            "experiment from the clone that keeps it",
         )
     return sorted(records.values(), key=order)
 
 
-def push_command(result: dict[str, Any]) -> str:
-    """What sends an unpushed run's experiment to `origin` from the clone that keeps it."""
-    return f"cd {result['clone']} && dvc exp push origin {result['record']['name']}"
+def push_line(result: dict[str, Any]) -> str:
+    """An unpushed run: the command that sends its experiment to `origin` from the clone that
+    keeps it, the machine to run it on, and why the push failed."""
+    name, clone = result["record"]["name"], shlex.quote(result["clone"])
+    command = f"cd {clone} && dvc exp push origin {name}"
+    return f"  {name} | {command}  # on {result['worker']}; not pushed: {result['not_pushed']}"
 
 
 class Progress:

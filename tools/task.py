@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from filelock import FileLock, Timeout
 RUN_FAILED = 3  # the exit code of `python -m tools.run` when the run itself failed
 LOG_LINES = 12  # of a failed run's log, shown with its error
 GIT_SECONDS = 300  # for a worker's `git clone`, `fetch` or `checkout`
+GIT_POLL = 0.1  # seconds between two looks for the study's stop while Git runs
 RUN_SECONDS = 6 * 3600  # for one run: its pull, `dvc exp run` and push
 STOP_SECONDS = 10  # between SIGTERM and SIGKILL, for a run's processes to end
 
@@ -64,20 +66,31 @@ def git_env() -> dict[str, str]:
     return env
 
 
-def check_out(clone: Path, origin: str, base: str, env: dict[str, str]) -> None:
-    """The clone at commit `base`, nothing else in its work tree."""
+def check_out(
+    clone: Path, origin: str, base: str, env: dict[str, str], stop: Callable[[], bool]
+) -> None:
+    """The clone at commit `base`, nothing else in its work tree; Stopped as soon as `stop()`,
+    also in the middle of a Git command."""
     clone.mkdir(exist_ok=True)
     get = ["fetch", "origin"] if (clone / ".git").exists() else ["clone", origin, "."]
     for args in (get, ["checkout", "--force", base], ["clean", "-fd"]):
-        try:
-            done = subprocess.run(
-                ["git", *args, "--quiet"], cwd=clone, env=env, capture_output=True,
-                stdin=subprocess.DEVNULL, timeout=GIT_SECONDS,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"git {args[0]} took more than {GIT_SECONDS} s") from None
-        if done.returncode != 0:
-            raise RuntimeError(f"git {args[0]} failed: {done.stderr.decode().strip()}")
+        if stop():
+            raise Stopped
+        git = subprocess.Popen(
+            ["git", *args, "--quiet"], cwd=clone, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + GIT_SECONDS
+        while git.poll() is None:
+            if stop() or time.monotonic() > deadline:
+                git.kill()
+                git.wait()
+                if stop():
+                    raise Stopped
+                raise RuntimeError(f"git {args[0]} took more than {GIT_SECONDS} s")
+            time.sleep(GIT_POLL)
+        if git.returncode != 0:
+            raise RuntimeError(f"git {args[0]} failed: {git.stderr.read().decode().strip()}")
 
 
 def stop_group(leader: int) -> None:
@@ -117,13 +130,9 @@ def run_in_clone(
     clone, lock = free_clone(source["origin"])
     try:
         started = time.perf_counter()
-        if stopped(marks, study):
-            raise Stopped
         env = git_env()
-        check_out(clone, source["origin"], base, env)
+        check_out(clone, source["origin"], base, env, lambda: stopped(marks, study))
         git_seconds = time.perf_counter() - started
-        if stopped(marks, study):
-            raise Stopped
         process = subprocess.Popen(
             [sys.executable, "-m", "tools.run", json.dumps(run), json.dumps(source),
              "--threads", str(threads or worker.state.nthreads), "--parent", str(os.getpid())],
