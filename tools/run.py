@@ -15,7 +15,6 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,8 +24,8 @@ from typing import Any
 
 import psutil
 
-from stages.errors import run_stage
-from stages.fingerprint import installed_libraries
+from stages.errors import StageError, run_stage
+from stages.fingerprint import git, installed_libraries
 from tools.experiments import (
     NEEDED_STAGES,
     Run,
@@ -137,16 +136,20 @@ def push(name: str, source: Source) -> str:
 def on_origin(name: str) -> bool:
     """Whether `origin` has this clone's experiment `name` of its commit, the same commit."""
     base = head_commit()
-    ref = experiment_ref(base, name)
-    found = subprocess.run(["git", "ls-remote", "origin", ref], capture_output=True, text=True)
-    return found.returncode == 0 and found.stdout.split()[:1] == [experiment_commit(base, name)]
+    try:
+        found = git("ls-remote", "origin", experiment_ref(base, name)).decode()
+    except StageError:  # `origin` did not answer (in GIT_SECONDS)
+        return False
+    return found.split()[:1] == [experiment_commit(base, name)]
 
 
 def local_cache() -> str:
     """The clone's own DVC cache folder (`dvc cache dir --local`), '' when it has none; read
     by Git, which parses DVC's config files, in a few milliseconds where DVC takes a second."""
-    command = ["git", "config", "--file", ".dvc/config.local", "cache.dir"]
-    return subprocess.run(command, capture_output=True, text=True).stdout.strip()
+    try:
+        return git("config", "--file", ".dvc/config.local", "cache.dir").decode().strip()
+    except StageError:  # no such file, or no such key
+        return ""
 
 
 def run_here(run: Run, source: Source, threads: int) -> dict[str, Any]:
