@@ -15,7 +15,11 @@ back from DVC). From them:
 - the time outside the epochs per run, (jobs x wall - training) / runs: everything but the
   epochs, from the cluster's start and the worker's clone to TensorFlow's start, evaluation,
   the experiment's commit and its push, with any idle worker at the end counted too (target:
-  at most 12 s).
+  at most 12 s);
+- the execution path: what DVC, Git and Dask add to a run outside its two stage processes
+  (target: at most 5 s), apart from what the study adds once (the head's checks, the cluster's
+  start, and its end with any worker idle until the last run is done). The benchmark tells them
+  apart by when each line came: a run's task started its total before its line.
 
 Results go to benchmarks/results/studies.json, one per CPU (a run replaces its CPU's earlier
 one only), and with --doc all of them into its `study-benchmark` block.
@@ -27,6 +31,7 @@ import re
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +40,8 @@ from stages.report import update_readme
 
 RESULTS_FILE = Path("benchmarks/results/studies.json")
 RECORDS_FILE = Path("benchmarks/results/study-records.json")
-# A finished run's line, as tools.study.steps_line writes it: its steps, total and stages.
-RUN_LINE = re.compile(
-    r"^(\S+): .* \(on \S+: ([^;]*); ([\d.]+) s in all; the stages: ([^;)]*)", re.M
-)
+# A finished run's line, as tools.study.steps_line writes it: its worker, steps, total and stages.
+RUN_LINE = re.compile(r"^(\S+): .* \(on (\S+): ([^;]*); ([\d.]+) s in all; the stages: ([^;)]*)")
 # The issues' targets: wall time over stage time per job, seconds a run outside its epochs, and
 # seconds that DVC, Git, Dask and the head add to a run outside its two stage processes.
 STAGES_TARGET = 1.1
@@ -52,7 +55,14 @@ PARTS = {
     "dvc_experiment": "`dvc exp run` outside the stages",
     "git_and_dvc_steps": "the task's Git, `dvc checkout` and `dvc exp push`",
     "task_start": "the task's own start",
-    "head_and_idle": "the head, the cluster's start and idle workers",
+    "dispatch": "Dask, between a worker's tasks",
+    "per_study": "the study's start and end, spread over its runs",
+}
+# What a study costs once, however many runs it has (the last part above, in all).
+STUDY_PARTS = {
+    "head": "the head's start and checks, to its `N runs to do`",
+    "cluster_start": "the cluster's start, to a worker's first task",
+    "end": "after a worker's last task: waiting for the others, and the cluster's close",
 }
 
 
@@ -61,16 +71,38 @@ def seconds_by_name(text: str) -> dict[str, float]:
     return {name: float(seconds) for name, seconds in re.findall(r"(\w+) ([\d.]+) s", text)}
 
 
-def run_lines(printed: str) -> dict[str, dict[str, Any]]:
-    """Each finished run's steps, total and stages, by name, from the lines the study printed."""
-    return {
-        name: {
-            "steps": seconds_by_name(steps),
-            "total": float(total),
-            "stages": seconds_by_name(stages),
-        }
-        for name, steps, total, stages in RUN_LINE.findall(printed)
-    }
+def run_lines(lines: list[tuple[float, str]]) -> dict[str, dict[str, Any]]:
+    """Each finished run's worker, steps, total, stages and when its line came (seconds into
+    the study), by name, from the lines the study printed and when each came."""
+    runs = {}
+    for arrived, line in lines:
+        if found := RUN_LINE.match(line):
+            name, worker, steps, total, stages = found.groups()
+            runs[name] = {
+                "worker": worker,
+                "steps": seconds_by_name(steps),
+                "total": float(total),
+                "stages": seconds_by_name(stages),
+                "ended": arrived,
+            }
+    return runs
+
+
+def timeline(runs: list[dict[str, Any]], planned: float, wall: float) -> dict[str, float]:
+    """The workers' seconds outside their tasks, in all, by part: the head's (every worker
+    waits for it), the cluster's start, Dask's between two tasks of a worker and the end.
+
+    A task started its total before its line came (`ended`), and `planned` is when the study's
+    `N runs to do` came; the time a result takes to reach the head counts as Dask's.
+    """
+    parts = dict.fromkeys(["head", "cluster_start", "dispatch", "end"], 0.0)
+    for worker in {run["worker"] for run in runs}:
+        tasks = sorted((r["ended"] - r["total"], r["ended"]) for r in runs if r["worker"] == worker)
+        parts["head"] += planned
+        parts["cluster_start"] += tasks[0][0] - planned
+        parts["dispatch"] += sum(start - end for (_, end), (start, _) in pairwise(tasks))
+        parts["end"] += wall - tasks[-1][1]
+    return parts
 
 
 def outside_the_epochs(run: dict[str, Any], epochs: float) -> dict[str, float]:
@@ -108,29 +140,32 @@ def measure(arguments: list[str], jobs: int, records: Path) -> dict:
     command = [sys.executable, "-m", "tools.seed_study", *arguments, "--jobs", str(jobs)]
     command += ["--output", str(records)]
     started = time.perf_counter()
-    lines = []
+    lines = []  # (seconds into the study, line)
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as study:
-        for line in study.stdout:  # shown as it comes, kept to see which runs ran
+        for line in study.stdout:  # shown as it comes, kept with when it came
             print(line, end="", flush=True)
-            lines.append(line)
+            lines.append((time.perf_counter() - started, line))
     wall = time.perf_counter() - started
     if study.returncode != 0:
         raise SystemExit(f"the seed study failed (exit {study.returncode})")
-    ran = "".join(lines).split(" runs to do")[-1]  # runs read back from DVC are printed before
+    # The runs that ran: their lines come after `N runs to do` (runs read back from DVC, before).
+    planned = next(arrived for arrived, line in lines if " runs to do" in line)
+    runs = run_lines([(arrived, line) for arrived, line in lines if arrived > planned])
     done = [
         r
         for r in json.loads(records.read_text())
-        if r["experiment"] not in before and f"\n{r['name']}: " in ran
+        if r["experiment"] not in before and r["name"] in runs
     ]
     if not done:
         raise SystemExit("nothing ran: every record is current; pass seeds not yet studied")
     training = sum(record["train_seconds"] for record in done)
-    runs = run_lines(ran)
     stages = sum(sum(runs[record["name"]]["stages"].values()) for record in done)
     overhead = (jobs * wall - training) / len(done)
     parts = [outside_the_epochs(runs[record["name"]], record["train_seconds"]) for record in done]
     per_run = {part: sum(p[part] for p in parts) / len(done) for part in parts[0]}
-    per_run["head_and_idle"] = overhead - sum(per_run.values())
+    outside_tasks = timeline([runs[record["name"]] for record in done], planned, wall)
+    per_run["dispatch"] = outside_tasks.pop("dispatch") / len(done)
+    per_run["per_study"] = overhead - sum(per_run.values())  # = outside_tasks's, spread
     return {
         "runs": len(done),
         "jobs": jobs,
@@ -142,19 +177,16 @@ def measure(arguments: list[str], jobs: int, records: Path) -> dict:
         "training_seconds": round(training, 1),
         "overhead_seconds_per_run": round(overhead, 1),
         "overhead_seconds_by_part": {part: round(seconds, 1) for part, seconds in per_run.items()},
+        "study_seconds_by_part": {part: round(s / jobs, 1) for part, s in outside_tasks.items()},
         "keras_start_seconds": round(keras_start_seconds(), 1),
         "cpu": done[0]["environment"]["cpu"],
     }
 
 
 def markdown(results: dict[str, dict]) -> str:
-    """The summary by CPU, the parts of the time outside the epochs and the Keras start."""
+    """The summary by CPU, the parts of the time outside the epochs, the execution path and the
+    Keras start."""
     cpus = sorted(results)
-    paths = "".join(
-        f"| {cpu} | {execution_path(r):.1f} s (target ≤ {PATH_TARGET} s) "
-        f"| {sum(r['overhead_seconds_by_part'][part] for part in STAGE_PARTS):.1f} s |\n"
-        for cpu, r in sorted(results.items())
-    )
     rows = "".join(
         f"| {cpu} | {r['runs']} | {r['jobs']} × {r['threads_per_run']} "
         f"| {r['training_seconds']:.0f} s | {r['wall_seconds']:.0f} s "
@@ -164,10 +196,13 @@ def markdown(results: dict[str, dict]) -> str:
         for cpu, r in sorted(results.items())
     )
     parts = "".join(
-        f"| {name} | "
-        + " | ".join(f"{results[cpu]['overhead_seconds_by_part'][part]:.1f}" for cpu in cpus)
-        + " |\n"
+        f"| {name} | " + " | ".join(part_cell(results[cpu], part) for cpu in cpus) + " |\n"
         for part, name in PARTS.items()
+    )
+    paths = "".join(
+        f"| {cpu} | {path_cell(r)} | {study_cell(r)} "
+        f"| {sum(r['overhead_seconds_by_part'][part] for part in STAGE_PARTS):.1f} s |\n"
+        for cpu, r in sorted(results.items())
     )
     starts = ", ".join(f"{results[cpu]['keras_start_seconds']:.1f} s on {cpu}" for cpu in cpus)
     return (
@@ -178,10 +213,12 @@ def markdown(results: dict[str, dict]) -> str:
         + "\nWhere a run's time outside its epochs went, in seconds (mean over the runs):\n\n"
         + f"| Part | {' | '.join(cpus)} |\n|--|{'--:|' * len(cpus)}\n"
         + parts
-        + "\nThe execution path per run: what DVC, Git, Dask and the head add outside the two "
-        "stage processes (the parts above but the first two), beside the stages' own time "
-        "outside the epochs:\n\n"
-        "| CPU | Execution path per run | Stages outside the epochs per run |\n|--|--:|--:|\n"
+        + "\nThe execution path: what DVC, Git and Dask add to each run outside the two stage "
+        "processes (the parts above but the first two and the last), and what the study adds "
+        "once, however many runs it has (the last part, before it is spread over the runs), "
+        "beside the stages' own time outside the epochs:\n\n"
+        "| CPU | Execution path per run | Once a study | Stages outside the epochs per run |\n"
+        "|--|--:|--:|--:|\n"
         + paths
         + "\nA Python that only imports TensorFlow and Keras, as each stage starts, took "
         + starts
@@ -189,10 +226,38 @@ def markdown(results: dict[str, dict]) -> str:
     )
 
 
-def execution_path(result: dict) -> float:
-    """The seconds per run outside the stage processes: the parts but the stages' own."""
+def part_cell(result: dict, part: str) -> str:
+    """A part's seconds; a result from before Dask's part was told apart from the study's
+    start and end has their sum in the latter (`head_and_idle`), and none in the former."""
     parts = result["overhead_seconds_by_part"]
-    return sum(seconds for part, seconds in parts.items() if part not in STAGE_PARTS)
+    if part in parts:
+        return f"{parts[part]:.1f}"
+    if part == "per_study" and "head_and_idle" in parts:
+        return f"{parts['head_and_idle']:.1f}, Dask's part with it"
+    return "—"
+
+
+def path_cell(result: dict) -> str:
+    bound = "" if "dispatch" in result["overhead_seconds_by_part"] else "at most "
+    return f"{bound}{execution_path(result):.1f} s (target ≤ {PATH_TARGET} s)"
+
+
+def study_cell(result: dict) -> str:
+    """What a study adds once, in all and by part (STUDY_PARTS), where the result has it."""
+    if "study_seconds_by_part" not in result:
+        return "not measured"
+    parts = result["study_seconds_by_part"]
+    named = ", ".join(f"{STUDY_PARTS[part]} {seconds:.1f} s" for part, seconds in parts.items())
+    return f"{sum(parts.values()):.1f} s: {named}"
+
+
+def execution_path(result: dict) -> float:
+    """The seconds that a run spends outside its stage processes, the study's start and end
+    not counted; for a result that did not tell Dask's part apart from those, with them (a
+    bound from above)."""
+    parts = result["overhead_seconds_by_part"]
+    once = ("per_study",) if "dispatch" in parts else ()
+    return sum(seconds for part, seconds in parts.items() if part not in (*STAGE_PARTS, *once))
 
 
 def with_result(path: Path, result: dict) -> dict[str, dict]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.studies import PARTS, with_result
+from benchmarks.studies import PARTS, STUDY_PARTS, timeline, with_result
 from tests.conftest import REPO, documented_message, run
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
@@ -114,7 +114,12 @@ def test_study_benchmark_times_a_real_study_on_a_local_cluster(tiny_copy: Path) 
     parts = report["overhead_seconds_by_part"]
     assert list(parts) == list(PARTS)
     assert sum(parts.values()) == pytest.approx(report["overhead_seconds_per_run"], abs=0.4)
+    assert parts.pop("dispatch") == 0  # one run: no time between two tasks of a worker
     assert all(seconds > 0 for seconds in parts.values())
+    # One job and one run: the study's start and end, once, are the last part in all.
+    once = report["study_seconds_by_part"]
+    assert list(once) == list(STUDY_PARTS) and all(seconds > 0 for seconds in once.values())
+    assert sum(once.values()) == pytest.approx(parts["per_study"], abs=0.2)
     assert re.search(
         r"seed-wide-s7: .*; the stages: train [\d.]+ s, evaluate [\d.]+ s", result.stdout
     )
@@ -124,6 +129,20 @@ def test_study_benchmark_times_a_real_study_on_a_local_cluster(tiny_copy: Path) 
     records = json.loads((tiny_copy / "benchmarks/results/study-records.json").read_text())
     assert [record["name"] for record in records] == ["seed-wide-s7"]
     assert (tiny_copy / "reports/seeds.json").read_bytes() == seeds  # the seed study's own file
+
+
+def test_the_workers_time_outside_their_tasks_is_told_apart_by_when_each_line_came() -> None:
+    # Two workers; `N runs to do` came at 3 s and the study ended at 100 s. Worker a ran two
+    # tasks, 5-40 s and 40.5-90 s (each line came as its task ended); worker b one, 6-95 s.
+    runs = [
+        {"worker": "a", "ended": 40.0, "total": 35.0},
+        {"worker": "a", "ended": 90.0, "total": 49.5},
+        {"worker": "b", "ended": 95.0, "total": 89.0},
+    ]
+    parts = timeline(runs, planned=3.0, wall=100.0)
+    assert parts == pytest.approx({"head": 6.0, "cluster_start": 5.0, "dispatch": 0.5, "end": 15.0})
+    # In all, the workers' time outside their tasks.
+    assert sum(parts.values()) == pytest.approx(2 * 100.0 - sum(r["total"] for r in runs))
 
 
 def test_a_study_benchmark_replaces_the_result_of_its_own_cpu_only(tmp_path: Path) -> None:
