@@ -60,9 +60,9 @@ PARTS = {
 }
 # What a study costs once, however many runs it has (the last part above, in all).
 STUDY_PARTS = {
-    "head": "the head's start and checks, to its `N runs to do`",
-    "cluster_start": "the cluster's start, to a worker's first task",
-    "end": "after a worker's last task: waiting for the others, and the cluster's close",
+    "head": "the head",  # its start and checks, to its `N runs to do`
+    "cluster_start": "the cluster's start",  # to a worker's first task
+    "end": "the end",  # after a worker's last task: idle until the last run, then the close
 }
 
 
@@ -215,8 +215,11 @@ def markdown(results: dict[str, dict]) -> str:
         + parts
         + "\nThe execution path: what DVC, Git and Dask add to each run outside the two stage "
         "processes (the parts above but the first two and the last), and what the study adds "
-        "once, however many runs it has (the last part, before it is spread over the runs), "
-        "beside the stages' own time outside the epochs:\n\n"
+        "once, however many runs it has (the last part, before it is spread over the runs): "
+        "the head's start and checks until it prints `N runs to do`, the cluster's start until "
+        "a worker's first task, and the end, after a worker's last task (idle until the last "
+        "run is done, then the cluster's close); beside the stages' own time outside the "
+        "epochs:\n\n"
         "| CPU | Execution path per run | Once a study | Stages outside the epochs per run |\n"
         "|--|--:|--:|--:|\n"
         + paths
@@ -248,7 +251,7 @@ def study_cell(result: dict) -> str:
         return "not measured"
     parts = result["study_seconds_by_part"]
     named = ", ".join(f"{STUDY_PARTS[part]} {seconds:.1f} s" for part, seconds in parts.items())
-    return f"{sum(parts.values()):.1f} s: {named}"
+    return f"{sum(parts.values()):.1f} s ({named})"
 
 
 def execution_path(result: dict) -> float:
