@@ -70,6 +70,7 @@ def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> di
 
     from benchmarks.flops import training_flops_per_image
     from benchmarks.training_timer import TrainingTimer
+    from stages.environment import environment
     from stages.models import OPTIMIZERS, build_model, scale
     from stages.training import EpochTimer, fit_variant
 
@@ -107,10 +108,14 @@ def measure(variant: str, path: str, timed_epochs: int, limit: int | None) -> di
         "train_seconds": history.history["train_seconds"][1:],
         "samples": len(train[1]),
         "training_flops": training_flops_per_image(model),
+        "onednn": environment(0)["onednn"],
     }
 
 
-def measure_in_subprocess(variant: str, path: str, timed_epochs: int, limit: int | None) -> dict:
+def measure_in_subprocess(
+    variant: str, path: str, timed_epochs: int, limit: int | None, env: dict | None = None
+) -> dict:
+    """`measure` in a fresh process, with `env` as its environment when given."""
     command = [
         sys.executable,
         "-m",
@@ -123,7 +128,7 @@ def measure_in_subprocess(variant: str, path: str, timed_epochs: int, limit: int
     ]
     if limit:
         command += ["--limit", str(limit)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
         raise SystemExit(f"measurement {variant}/{path} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
