@@ -160,3 +160,42 @@ def test_the_benchmark_without_its_pytorch_extra_says_so_in_one_line(tmp_path: P
     [line] = result.stderr.splitlines()
     assert line == documented_message("python.md", "error: the PyTorch peer needs torch")
     assert not (tmp_path / "speed.json").exists()
+
+
+def test_the_onednn_benchmark_times_each_setting_and_records_tensorflows_default(
+    split_project: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "onednn.json"
+    output.write_text(json.dumps({"another CPU": {"kept": True}}))
+    command = [sys.executable, "-m", "benchmarks.onednn", "--variants", "small", "--rounds", "2"]
+    command += ["--timed-epochs", "1", "--limit", "512", "--output", str(output)]
+    result = run(command, cwd=split_project)
+    results = json.loads(output.read_text())
+    assert results.pop("another CPU") == {"kept": True}  # another CPU's result is kept
+    [(cpu, report)] = results.items()
+    # Each process checked that it got the setting (the benchmark fails otherwise), and
+    # TensorFlow's default follows its rule: on with AVX512_VNNI, AVX512_BF16 or AMX.
+    flags = set(report["machine"]["cpu_flags"])
+    assert report["default_onednn"] == bool(flags & {"avx512_vnni", "avx512_bf16", "amx_tile"})
+    [row] = report["rows"]
+    assert row["variant"] == "small" and row["epochs_timed"] == 2  # one epoch a round
+    off, on = row["off_seconds_per_epoch"], row["on_seconds_per_epoch"]
+    assert off > 0 and on > 0 and row["on_over_off"] == pytest.approx(on / off, abs=0.01)
+    assert f"| {cpu} | {'on' if report['default_onednn'] else 'off'} | small | " in result.stdout
+
+
+def test_the_startup_benchmark_times_the_stages_in_a_scratch_folder(
+    split_project: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "startup.json"
+    before = sorted(p.name for p in split_project.iterdir())
+    command = [sys.executable, "-m", "benchmarks.startup", "--variants", "small", "--tries", "1"]
+    result = run([*command, "--output", str(output)], cwd=split_project)
+    [report] = json.loads(output.read_text()).values()
+    seconds = report["seconds"]
+    assert list(seconds) == ["import keras", "train small", "evaluate small"]
+    assert all(math.isfinite(s) and s > 0 for s in seconds.values())
+    # A stage imports Keras and more, so it takes longer than the bare import.
+    assert seconds["evaluate small"] > seconds["import keras"]
+    assert sorted(p.name for p in split_project.iterdir()) == before  # no output of its own
+    assert "| `import keras` alone | " in result.stdout and "| train small | " in result.stdout
