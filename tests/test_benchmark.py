@@ -4,12 +4,15 @@ import datetime
 import json
 import math
 import re
+import statistics
 import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.onednn import verdict, with_verdicts
 from benchmarks.studies import PARTS, STUDY_PARTS, timeline, with_result
+from stages.stats import ALPHA, groups_p_value, holm
 from tests.conftest import REPO, documented_message, run
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
@@ -178,7 +181,10 @@ def test_the_onednn_benchmark_times_each_setting_and_records_tensorflows_default
     flags = set(report["machine"]["cpu_flags"])
     assert report["default_onednn"] == bool(flags & {"avx512_vnni", "avx512_bf16", "amx_tile"})
     [row] = report["rows"]
-    assert row["variant"] == "small" and row["epochs_timed"] == 2  # one epoch a round
+    assert row["variant"] == "small" and row["epochs_timed"] == 1
+    assert len(row["off_seconds"]) == len(row["on_seconds"]) == 2  # one process a round each
+    assert row["verdict"] in ("faster", "slower", "no difference shown")
+    assert 0 < row["p_value"] <= 1
     off, on = row["off_seconds_per_epoch"], row["on_seconds_per_epoch"]
     assert off > 0 and on > 0 and row["on_over_off"] == pytest.approx(on / off, abs=0.01)
     assert f"| {cpu} | {'on' if report['default_onednn'] else 'off'} | small | " in result.stdout
@@ -199,3 +205,25 @@ def test_the_startup_benchmark_times_the_stages_in_a_scratch_folder(
     assert seconds["evaluate small"] > seconds["import keras"]
     assert sorted(p.name for p in split_project.iterdir()) == before  # no output of its own
     assert "| `import keras` alone | " in result.stdout and "| train small | " in result.stdout
+
+
+def onednn_row(off: list[float], on: list[float]) -> dict:
+    median = statistics.median
+    return {"off_seconds": off, "on_seconds": on, "off_seconds_per_epoch": median(off),
+            "on_seconds_per_epoch": median(on)}  # fmt: skip
+
+
+def test_a_onednn_verdict_needs_a_holm_adjusted_p_under_alpha() -> None:
+    faster = onednn_row([2.0, 2.1, 1.9, 2.0], [1.0, 1.1, 0.9, 1.0])
+    assert verdict(faster, ALPHA - 1e-9) == "faster"
+    assert verdict(faster, ALPHA) == "no difference shown"
+    slower = onednn_row([1.0, 1.1, 0.9, 1.0], [2.0, 2.1, 1.9, 2.0])
+    assert verdict(slower, ALPHA - 1e-9) == "slower"
+    assert verdict(slower, None) == "no difference shown"  # one process a setting: no test
+    # Holm: each p is multiplied by the number of tests still in the family.
+    noisy = onednn_row([1.0, 1.6, 0.7, 1.2], [1.1, 0.8, 1.5, 1.0])
+    rows = with_verdicts([faster, slower, noisy])
+    logs = [[[math.log(x) for x in r[k]] for k in ("off_seconds", "on_seconds")] for r in rows]
+    raw = [groups_p_value(groups) for groups in logs]
+    assert [r["p_value"] for r in rows] == [round(p, 4) for p in holm(raw)]
+    assert [r["verdict"] for r in rows] == ["faster", "slower", "no difference shown"]
