@@ -28,7 +28,7 @@ from benchmarks.machine import machine
 from benchmarks.train_speed import measure_in_subprocess, positive_int
 from stages.files import write_json
 from stages.params import load_params
-from stages.report import update_readme
+from stages.report import p_text, update_readme
 from stages.stats import ALPHA, groups_p_value, holm
 
 RESULTS_FILE = Path("benchmarks/results/onednn.json")
@@ -96,7 +96,7 @@ def markdown(results: dict[str, dict]) -> str:
     for cpu, result in sorted(results.items()):
         default = "on" if result["default_onednn"] else "off"
         for r in result["rows"]:
-            p_value = "" if r["p_value"] is None else f" ({r['p_value']:.3f})"
+            p_value = "" if r["p_value"] is None else f" (p {p_text(r['p_value'])})"
             lines.append(
                 f"| {cpu} | {default} | {r['variant']} | {r['off_seconds_per_epoch']:.2f} "
                 f"| {r['on_seconds_per_epoch']:.2f} | {r['on_over_off']:.2f} "

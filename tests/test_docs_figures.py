@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterable
 import pytest
 
 from benchmarks.cluster import projection
+from benchmarks.onednn import markdown as onednn_markdown
 from benchmarks.pipeline import markdown as pipeline_markdown
 from benchmarks.profile_epoch import table as profile_table
+from benchmarks.startup import markdown as startup_markdown
 from benchmarks.studies import OUTSIDE_TARGET, PATH_TARGET, STAGES_TARGET, execution_path
 from benchmarks.studies import markdown as studies_markdown
 from benchmarks.train_speed import table as speed_table
@@ -877,6 +879,15 @@ def test_the_study_benchmark_block_is_what_its_committed_results_give() -> None:
     doc = (REPO / "docs/studies.md").read_text()
     results = json.loads((REPO / "benchmarks/results/studies.json").read_text())
     assert readme_block("study-benchmark").search(doc)[2] == studies_markdown(results)
+
+
+def test_the_onednn_and_startup_blocks_are_what_their_committed_results_give() -> None:
+    """docs/performance.md's oneDNN and start-up tables, from their results files."""
+    doc = (REPO / "docs/performance.md").read_text()
+    onednn = read_json("benchmarks/results/onednn.json")
+    assert readme_block("onednn-benchmark").search(doc)[2] == onednn_markdown(onednn)
+    startup = read_json("benchmarks/results/startup.json")
+    assert readme_block("startup-benchmark").search(doc)[2] == startup_markdown(startup)
 
 
 def test_the_speed_table_is_what_its_committed_results_give() -> None:
