@@ -8,8 +8,8 @@ process of the train stage's own code path (`python -m benchmarks.train_speed --
 VARIANT project`), with the variable set one way or the other, in rounds that alternate which
 goes first. Each process says whether oneDNN was on in it, and the benchmark records what
 TensorFlow does here without the variable. A variant's verdict (`faster`, `slower` or `no
-difference shown` with oneDNN) comes from Welch's t-test of the processes' log seconds per
-epoch, Holm-adjusted over the variants.
+difference shown` with oneDNN) comes from a paired t-test of each round's log(on / off),
+Holm-adjusted over the variants.
 
 Results go to benchmarks/results/onednn.json, one per CPU (a run replaces its CPU's earlier
 one only), and with --doc all of them into its `onednn-benchmark` block.
@@ -24,22 +24,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+from scipy.stats import ttest_rel
+
 from benchmarks.machine import machine
 from benchmarks.train_speed import measure_in_subprocess, positive_int
 from stages.files import write_json
 from stages.params import load_params
 from stages.report import p_text, update_readme
-from stages.stats import ALPHA, groups_p_value, holm
+from stages.stats import ALPHA, holm
 
 RESULTS_FILE = Path("benchmarks/results/onednn.json")
 SETTINGS = ("0", "1")  # TF_ENABLE_ONEDNN_OPTS: off, on
-DEFAULT = "import stages.environment as e; print(e.environment(0)['onednn'])"
+# TensorFlow alone, without stages.tf_quiet, which may set TF_ENABLE_ONEDNN_OPTS.
+DEFAULT = "from tensorflow.python.util._pywrap_util_port import IsMklEnabled; print(IsMklEnabled())"
 
 
 def default_onednn() -> bool:
     """Whether TensorFlow turns oneDNN on here when TF_ENABLE_ONEDNN_OPTS is unset."""
     env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
-    command = [sys.executable, "-c", f"import stages.tf_quiet; {DEFAULT}"]
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    command = [sys.executable, "-c", DEFAULT]
     result = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return result.stdout.split()[-1] == "True"
 
@@ -56,34 +60,56 @@ def measure_variant(variant: str, rounds: int, timed_epochs: int, limit: int | N
             if result["onednn"] != (setting == "1"):
                 raise SystemExit(f"TF_ENABLE_ONEDNN_OPTS={setting} left oneDNN {result['onednn']}")
             processes[setting].append(round(statistics.median(result["seconds"]), 3))
-    off, on = (statistics.median(processes[setting]) for setting in SETTINGS)
     return {
         "variant": variant,
         "epochs_timed": timed_epochs,
         "off_seconds": processes["0"],
         "on_seconds": processes["1"],
-        "off_seconds_per_epoch": round(off, 3),
-        "on_seconds_per_epoch": round(on, 3),
-        "on_over_off": round(on / off, 3),
     }
 
 
 def with_verdicts(rows: list[dict]) -> list[dict]:
-    """Each variant's verdict on oneDNN: Welch's t-test of the processes' log epoch seconds,
-    off against on, Holm-adjusted over the variants: `faster`, `slower`, or `no difference
-    shown` at ALPHA."""
-    logs = [[[math.log(s) for s in r[f"{side}_seconds"]] for side in ("off", "on")] for r in rows]
-    adjusted = holm([groups_p_value(groups) if len(groups[0]) > 1 else None for groups in logs])
-    return [
-        r | {"p_value": None if p is None else round(p, 4), "verdict": verdict(r, p)}
-        for r, p in zip(rows, adjusted, strict=True)
-    ]
+    """Each variant's geometric means, their ratio and its verdict on oneDNN: a paired t-test
+    of each round's log(on / off), Holm-adjusted over the variants (`faster`, `slower` or `no
+    difference shown` at ALPHA)."""
+    p_values = [paired_p_value(r["off_seconds"], r["on_seconds"]) for r in rows]
+    summaries = []
+    for r, p_value in zip(rows, holm(p_values), strict=True):
+        off, on = geometric_mean(r["off_seconds"]), geometric_mean(r["on_seconds"])
+        summaries.append(
+            r
+            | {
+                "off_seconds_per_epoch": round(off, 3),
+                "on_seconds_per_epoch": round(on, 3),
+                "on_over_off": round(on / off, 3),
+                "p_value": p_value,
+                "verdict": verdict(on / off, p_value),
+            }  # fmt: skip
+        )
+    return summaries
 
 
-def verdict(row: dict, p_value: float | None) -> str:
+def geometric_mean(seconds: list[float]) -> float:
+    return math.exp(statistics.mean(math.log(s) for s in seconds))
+
+
+def paired_p_value(off: list[float], on: list[float]) -> float | None:
+    """Student's paired t-test of log(on) against log(off), round by round (each round ran
+    both, one after the other); None with a single round."""
+    if len(off) < 2:
+        return None
+    differences = [math.log(b) - math.log(a) for a, b in zip(off, on, strict=True)]
+    if len(set(differences)) == 1:  # no spread: the same ratio every round
+        return 0.0 if differences[0] else 1.0
+    return float(ttest_rel([math.log(s) for s in on], [math.log(s) for s in off]).pvalue)
+
+
+def verdict(ratio: float, p_value: float | None) -> str:
+    """`faster` or `slower` with oneDNN (its geometric mean `ratio`, on over off) where the
+    adjusted p is under ALPHA, else `no difference shown`."""
     if p_value is None or p_value >= ALPHA:
         return "no difference shown"
-    return "faster" if row["on_seconds_per_epoch"] < row["off_seconds_per_epoch"] else "slower"
+    return "faster" if ratio < 1 else "slower"
 
 
 def markdown(results: dict[str, dict]) -> str:
@@ -111,9 +137,20 @@ def markdown(results: dict[str, dict]) -> str:
     return (
         "\n".join(lines)
         + "\n\nEach process gives the median of its timed epochs, validation included; the "
-        "table gives the median of the processes, and Welch's t-test compares their log "
-        f"seconds, off against on, Holm-adjusted over a CPU's variants at α = {ALPHA} ({where}).\n"
+        "table gives the geometric mean of the processes, and a paired t-test compares each "
+        "round's log(on / off) with 0, Holm-adjusted over a CPU's variants at "
+        f"α = {ALPHA} ({where}).\n"
     )
+
+
+def even_rounds(text: str) -> int:
+    """--rounds: an even number, at least 2, so that each setting goes first as often."""
+    rounds = int(text) if text.isdigit() else 0
+    if rounds < 2 or rounds % 2:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed: expected an even number, 2 or more"
+        )
+    return rounds
 
 
 def main() -> None:
@@ -121,7 +158,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--variants", nargs="+", help="default: every variant in params.yaml")
-    parser.add_argument("--rounds", type=positive_int, default=4)
+    parser.add_argument("--rounds", type=even_rounds, default=4, help="2, 4, 6 ...")
     parser.add_argument("--timed-epochs", type=positive_int, default=2)
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)  # the tests' few samples
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)

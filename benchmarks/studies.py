@@ -17,9 +17,10 @@ back from DVC). From them:
   the experiment's commit and its push, with any idle worker at the end counted too (target:
   at most 12 s);
 - the execution path: what DVC, Git and Dask add to a run outside its two stage processes
-  (target: at most 5 s), apart from what the study adds once (the head's checks, the cluster's
-  start, and its end with any worker idle until the last run is done). The benchmark tells them
-  apart by when each line came: a run's task started its total before its line.
+  (target: at most 5 s), apart from what the study adds once (the head's start and checks, the
+  cluster's start, and its end with any worker idle until the last run is done), which earlier
+  results counted in it, spread over their runs. The benchmark tells them apart by when each
+  line came: a run's task started its total before its line.
 
 Results go to benchmarks/results/studies.json, one per CPU (a run replaces its CPU's earlier
 one only), and with --doc all of them into its `study-benchmark` block.
@@ -43,10 +44,11 @@ RECORDS_FILE = Path("benchmarks/results/study-records.json")
 # A finished run's line, as tools.study.steps_line writes it: its worker, steps, total and stages.
 RUN_LINE = re.compile(r"^(\S+): .* \(on (\S+): ([^;]*); ([\d.]+) s in all; the stages: ([^;)]*)")
 # The issues' targets: wall time over stage time per job, seconds a run outside its epochs, and
-# seconds that DVC, Git, Dask and the head add to a run outside its two stage processes.
+# seconds that DVC, Git and Dask add to a run outside its two stage processes.
 STAGES_TARGET = 1.1
 OUTSIDE_TARGET = 12
 PATH_TARGET = 5
+LATE_LINE = 0.5  # seconds a task may seem to start before the line of its worker's last came
 STAGE_PARTS = ("train_start_and_save", "evaluate")  # the stage processes' own, outside epochs
 # Where a run's time outside its epochs goes, by part, as the table below names them.
 PARTS = {
@@ -88,20 +90,30 @@ def run_lines(lines: list[tuple[float, str]]) -> dict[str, dict[str, Any]]:
     return runs
 
 
-def timeline(runs: list[dict[str, Any]], planned: float, wall: float) -> dict[str, float]:
-    """The workers' seconds outside their tasks, in all, by part: the head's (every worker
-    waits for it), the cluster's start, Dask's between two tasks of a worker and the end.
+def timeline(
+    runs: list[dict[str, Any]], planned: float, wall: float, jobs: int
+) -> dict[str, float]:
+    """The `jobs` workers' seconds outside their tasks, in all, by part: the head's (every
+    worker waits for it), the cluster's start, Dask's between two tasks of a worker, and the
+    end (a worker that got no task idles from the head's plan to the end).
 
     A task started its total before its line came (`ended`), and `planned` is when the study's
     `N runs to do` came; the time a result takes to reach the head counts as Dask's.
     """
-    parts = dict.fromkeys(["head", "cluster_start", "dispatch", "end"], 0.0)
-    for worker in {run["worker"] for run in runs}:
+    parts = dict.fromkeys([*STUDY_PARTS, "dispatch"], 0.0)
+    workers = {run["worker"] for run in runs}
+    for worker in workers:
         tasks = sorted((r["ended"] - r["total"], r["ended"]) for r in runs if r["worker"] == worker)
+        gaps = [start - end for (_, end), (start, _) in pairwise(tasks)]
+        if min(gaps, default=0.0) < -LATE_LINE:
+            raise SystemExit("the study's lines came late (buffered?): no timeline to tell")
         parts["head"] += planned
         parts["cluster_start"] += tasks[0][0] - planned
-        parts["dispatch"] += sum(start - end for (_, end), (start, _) in pairwise(tasks))
+        parts["dispatch"] += sum(gaps)
         parts["end"] += wall - tasks[-1][1]
+    idle = jobs - len(workers)
+    parts["head"] += idle * planned
+    parts["end"] += idle * (wall - planned)
     return parts
 
 
@@ -163,7 +175,7 @@ def measure(arguments: list[str], jobs: int, records: Path) -> dict:
     overhead = (jobs * wall - training) / len(done)
     parts = [outside_the_epochs(runs[record["name"]], record["train_seconds"]) for record in done]
     per_run = {part: sum(p[part] for p in parts) / len(done) for part in parts[0]}
-    outside_tasks = timeline([runs[record["name"]] for record in done], planned, wall)
+    outside_tasks = timeline([runs[record["name"]] for record in done], planned, wall, jobs)
     per_run["dispatch"] = outside_tasks.pop("dispatch") / len(done)
     per_run["per_study"] = overhead - sum(per_run.values())  # = outside_tasks's, spread
     return {
@@ -241,6 +253,7 @@ def part_cell(result: dict, part: str) -> str:
 
 
 def path_cell(result: dict) -> str:
+    """The execution path per run; from a result that did not tell it apart, a bound."""
     bound = "" if "dispatch" in result["overhead_seconds_by_part"] else "at most "
     return f"{bound}{execution_path(result):.1f} s (target ≤ {PATH_TARGET} s)"
 

@@ -1,18 +1,18 @@
 """The benchmarks' quick modes produce full tables (timings are not asserted)."""
 
+import argparse
 import datetime
 import json
 import math
 import re
-import statistics
 import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks.onednn import verdict, with_verdicts
-from benchmarks.studies import PARTS, STUDY_PARTS, timeline, with_result
-from stages.stats import ALPHA, groups_p_value, holm
+from benchmarks.onednn import even_rounds, verdict, with_verdicts
+from benchmarks.studies import LATE_LINE, PARTS, STUDY_PARTS, timeline, with_result
+from stages.stats import ALPHA
 from tests.conftest import REPO, documented_message, run
 
 pytestmark = pytest.mark.slow  # real processes: runs after the unit-level tests
@@ -96,7 +96,9 @@ def test_study_benchmark_times_a_real_study_on_a_local_cluster(tiny_copy: Path) 
     output.write_text(json.dumps({"another CPU": elsewhere}))
     seeds = (tiny_copy / "reports/seeds.json").read_bytes()
     command = [sys.executable, "-m", "benchmarks.studies", "--seeds", "7", "--variants", "wide"]
-    result = run([*command, "--jobs", "1", "--output", str(output)], cwd=tiny_copy)
+    # Not unbuffered: the study's lines must come as its runs end, also through a pipe.
+    unbuffered = {"PYTHONUNBUFFERED": ""}
+    result = run([*command, "--jobs", "1", "--output", str(output)], cwd=tiny_copy, env=unbuffered)
     results = json.loads(output.read_text())
     assert results.pop("another CPU") == elsewhere  # another CPU's result is kept as it was
     [(cpu, report)] = results.items()
@@ -142,10 +144,30 @@ def test_the_workers_time_outside_their_tasks_is_told_apart_by_when_each_line_ca
         {"worker": "a", "ended": 90.0, "total": 49.5},
         {"worker": "b", "ended": 95.0, "total": 89.0},
     ]
-    parts = timeline(runs, planned=3.0, wall=100.0)
+    parts = timeline(runs, planned=3.0, wall=100.0, jobs=2)
     assert parts == pytest.approx({"head": 6.0, "cluster_start": 5.0, "dispatch": 0.5, "end": 15.0})
     # In all, the workers' time outside their tasks.
     assert sum(parts.values()) == pytest.approx(2 * 100.0 - sum(r["total"] for r in runs))
+    # A third worker that got no task waited for the head, then idled to the end.
+    parts = timeline(runs, planned=3.0, wall=100.0, jobs=3)
+    expected = {"head": 9.0, "cluster_start": 5.0, "dispatch": 0.5, "end": 15.0 + 97.0}
+    assert parts == pytest.approx(expected)
+    assert sum(parts.values()) == pytest.approx(3 * 100.0 - sum(r["total"] for r in runs))
+
+
+def test_lines_that_came_late_give_no_timeline() -> None:
+    # Worker a's second task seems to start before its first one's line came: by LATE_LINE, a
+    # line held back (buffered) until later; just under it, the result's own way to the head.
+    def runs(second_started: float) -> list[dict]:
+        return [
+            {"worker": "a", "ended": 40.0, "total": 35.0},
+            {"worker": "a", "ended": 90.0, "total": 90.0 - second_started},
+        ]
+
+    parts = timeline(runs(40.0 - LATE_LINE + 0.01), planned=3.0, wall=100.0, jobs=1)
+    assert parts["dispatch"] == pytest.approx(-LATE_LINE + 0.01)
+    with pytest.raises(SystemExit, match="came late"):
+        timeline(runs(40.0 - LATE_LINE - 0.01), planned=3.0, wall=100.0, jobs=1)
 
 
 def test_a_study_benchmark_replaces_the_result_of_its_own_cpu_only(tmp_path: Path) -> None:
@@ -184,7 +206,7 @@ def test_the_onednn_benchmark_times_each_setting_and_records_tensorflows_default
     assert row["variant"] == "small" and row["epochs_timed"] == 1
     assert len(row["off_seconds"]) == len(row["on_seconds"]) == 2  # one process a round each
     assert row["verdict"] in ("faster", "slower", "no difference shown")
-    assert 0 < row["p_value"] <= 1
+    assert 0 <= row["p_value"] <= 1
     off, on = row["off_seconds_per_epoch"], row["on_seconds_per_epoch"]
     assert off > 0 and on > 0 and row["on_over_off"] == pytest.approx(on / off, abs=0.01)
     assert f"| {cpu} | {'on' if report['default_onednn'] else 'off'} | small | " in result.stdout
@@ -207,23 +229,31 @@ def test_the_startup_benchmark_times_the_stages_in_a_scratch_folder(
     assert "| `import keras` alone | " in result.stdout and "| train small | " in result.stdout
 
 
-def onednn_row(off: list[float], on: list[float]) -> dict:
-    median = statistics.median
-    return {"off_seconds": off, "on_seconds": on, "off_seconds_per_epoch": median(off),
-            "on_seconds_per_epoch": median(on)}  # fmt: skip
-
-
 def test_a_onednn_verdict_needs_a_holm_adjusted_p_under_alpha() -> None:
-    faster = onednn_row([2.0, 2.1, 1.9, 2.0], [1.0, 1.1, 0.9, 1.0])
-    assert verdict(faster, ALPHA - 1e-9) == "faster"
-    assert verdict(faster, ALPHA) == "no difference shown"
-    slower = onednn_row([1.0, 1.1, 0.9, 1.0], [2.0, 2.1, 1.9, 2.0])
-    assert verdict(slower, ALPHA - 1e-9) == "slower"
-    assert verdict(slower, None) == "no difference shown"  # one process a setting: no test
-    # Holm: each p is multiplied by the number of tests still in the family.
-    noisy = onednn_row([1.0, 1.6, 0.7, 1.2], [1.1, 0.8, 1.5, 1.0])
-    rows = with_verdicts([faster, slower, noisy])
-    logs = [[[math.log(x) for x in r[k]] for k in ("off_seconds", "on_seconds")] for r in rows]
-    raw = [groups_p_value(groups) for groups in logs]
-    assert [r["p_value"] for r in rows] == [round(p, 4) for p in holm(raw)]
-    assert [r["verdict"] for r in rows] == ["faster", "slower", "no difference shown"]
+    assert verdict(0.9, ALPHA - 1e-9) == "faster"
+    assert verdict(0.9, ALPHA) == "no difference shown"
+    assert verdict(1.1, ALPHA - 1e-9) == "slower"
+    assert verdict(1.1, None) == "no difference shown"  # one round: no test
+
+
+def test_onednn_verdicts_pair_each_round_and_adjust_over_the_variants() -> None:
+    rows = [
+        {"off_seconds": [2.0, 2.1, 1.9, 2.0], "on_seconds": [1.0, 1.1, 0.9, 1.0]},
+        {"off_seconds": [1.0, 1.1, 0.9, 1.0], "on_seconds": [2.0, 2.1, 1.9, 2.0]},
+        {"off_seconds": [1.0, 1.6, 0.7, 1.2], "on_seconds": [1.1, 0.8, 1.5, 1.0]},
+    ]
+    judged = with_verdicts(rows)
+    # Paired t on log(on / off), df 3: p 5.69e-05 twice and 0.989; Holm multiplies the
+    # smallest by 3, the next by 2 (then the running maximum), the largest by 1.
+    expected = [3 * 5.6915e-05, 3 * 5.6915e-05, 0.98908]
+    assert [r["p_value"] for r in judged] == pytest.approx(expected, rel=1e-3)
+    assert [r["verdict"] for r in judged] == ["faster", "slower", "no difference shown"]
+    assert judged[0]["on_over_off"] == pytest.approx(0.5, abs=0.01)  # geometric means
+    assert with_verdicts([{"off_seconds": [2.0], "on_seconds": [1.0]}])[0]["p_value"] is None
+
+
+def test_the_onednn_benchmark_takes_an_even_number_of_rounds_only() -> None:
+    assert [even_rounds(text) for text in ("2", "4")] == [2, 4]
+    for text in ("0", "1", "3", "-2", "two"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected an even number, 2 or more"):
+            even_rounds(text)

@@ -494,6 +494,7 @@ class Progress:
             f"about {tqdm.format_interval(left)} left",
             file=sys.stdout,
         )
+        sys.stdout.flush()  # as the run finishes, also into a pipe or a file
 
     def close(self) -> None:
         self.bar.close()
