@@ -16,7 +16,6 @@ one only), and with --doc all of them into its `onednn-benchmark` block.
 """
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -27,6 +26,7 @@ from pathlib import Path
 from scipy.stats import ttest_rel
 
 from benchmarks.machine import machine
+from benchmarks.studies import with_result
 from benchmarks.train_speed import measure_in_subprocess, positive_int
 from stages.files import write_json
 from stages.params import load_params
@@ -170,9 +170,8 @@ def main() -> None:
     rows = with_verdicts(
         [measure_variant(v, args.rounds, args.timed_epochs, args.limit) for v in variants]
     )
-    result = {"machine": where, "default_onednn": default_onednn(), "rounds": args.rounds}
-    results = json.loads(args.output.read_text()) if args.output.exists() else {}
-    results[where["cpu"]] = result | {"rows": rows}
+    result = {"cpu": where["cpu"], "machine": where, "default_onednn": default_onednn()}
+    results = with_result(args.output, result | {"rounds": args.rounds, "rows": rows})
     write_json(args.output, results)
     text = markdown(results)
     if args.doc:

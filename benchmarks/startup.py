@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import machine
+from benchmarks.studies import with_result
 from benchmarks.train_speed import positive_int
 from stages.files import parse_yaml, write_json
 from stages.params import load_params
@@ -107,9 +108,9 @@ def main() -> None:
 
     variants = args.variants or list(load_params().models)
     where = machine()
-    result = {"machine": where, "tries": args.tries, "seconds": measure(variants, args.tries)}
-    results = json.loads(args.output.read_text()) if args.output.exists() else {}
-    results[where["cpu"]] = result
+    seconds = measure(variants, args.tries)
+    result = {"cpu": where["cpu"], "machine": where, "tries": args.tries, "seconds": seconds}
+    results = with_result(args.output, result)
     write_json(args.output, results)
     text = markdown(results)
     if args.doc:
