@@ -33,6 +33,12 @@ def machine() -> dict[str, str | int | list[str]]:
     }
 
 
+def cpu_kind(where: dict) -> str:
+    """The CPU as the results files key it: its model and the instruction sets that pick
+    oneDNN's kernels (one model name covers EPYCs with and without AVX-512)."""
+    return f"{where['cpu']} ({' '.join(where['cpu_flags'])})"
+
+
 def measured_on(where: dict) -> str:
     """One sentence naming the machine, date and commit of a result."""
     return (

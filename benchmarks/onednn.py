@@ -25,7 +25,7 @@ from pathlib import Path
 
 from scipy.stats import ttest_rel
 
-from benchmarks.machine import machine
+from benchmarks.machine import cpu_kind, machine
 from benchmarks.studies import with_result
 from benchmarks.train_speed import measure_in_subprocess, positive_int
 from stages.files import write_json
@@ -129,7 +129,7 @@ def markdown(results: dict[str, dict]) -> str:
                 f"| {r['verdict']}{p_value} |"
             )
     where = "; ".join(
-        f"{cpu}: {' '.join(r['machine']['cpu_flags'])}, {r['machine']['cores']} cores, "
+        f"{cpu}: {r['machine']['cores']} cores, "
         f"{r['machine']['date']}, commit {r['machine']['commit']}, {r['rounds']} processes a "
         f"setting, {r['rows'][0]['epochs_timed']} timed epochs each"
         for cpu, r in sorted(results.items())
@@ -170,7 +170,7 @@ def main() -> None:
     rows = with_verdicts(
         [measure_variant(v, args.rounds, args.timed_epochs, args.limit) for v in variants]
     )
-    result = {"cpu": where["cpu"], "machine": where, "default_onednn": default_onednn()}
+    result = {"cpu": cpu_kind(where), "machine": where, "default_onednn": default_onednn()}
     results = with_result(args.output, result | {"rounds": args.rounds, "rows": rows})
     write_json(args.output, results)
     text = markdown(results)

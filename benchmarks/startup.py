@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.machine import machine
+from benchmarks.machine import cpu_kind, machine
 from benchmarks.studies import with_result
 from benchmarks.train_speed import positive_int
 from stages.files import parse_yaml, write_json
@@ -89,7 +89,7 @@ def markdown(results: dict[str, dict]) -> str:
                     f"(target ≤ {TARGET}) |"
                 )
     where = "; ".join(
-        f"{cpu}: {' '.join(r['machine']['cpu_flags'])}, {r['machine']['cores']} cores, "
+        f"{cpu}: {r['machine']['cores']} cores, "
         f"{r['machine']['date']}, commit {r['machine']['commit']}, median of {r['tries']}"
         for cpu, r in sorted(results.items())
     )
@@ -109,7 +109,7 @@ def main() -> None:
     variants = args.variants or list(load_params().models)
     where = machine()
     seconds = measure(variants, args.tries)
-    result = {"cpu": where["cpu"], "machine": where, "tries": args.tries, "seconds": seconds}
+    result = {"cpu": cpu_kind(where), "machine": where, "tries": args.tries, "seconds": seconds}
     results = with_result(args.output, result)
     write_json(args.output, results)
     text = markdown(results)

@@ -36,6 +36,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import cpu_kind
 from stages.files import write_json
 from stages.report import update_readme
 
@@ -191,7 +192,7 @@ def measure(arguments: list[str], jobs: int, records: Path) -> dict:
         "overhead_seconds_by_part": {part: round(seconds, 1) for part, seconds in per_run.items()},
         "study_seconds_by_part": {part: round(s / jobs, 1) for part, s in outside_tasks.items()},
         "keras_start_seconds": round(keras_start_seconds(), 1),
-        "cpu": done[0]["environment"]["cpu"],
+        "cpu": cpu_kind(done[0]["environment"]),
     }
 
 

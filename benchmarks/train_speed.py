@@ -1,6 +1,7 @@
 """Benchmark: training speed of the project's code path against plain Keras and plain PyTorch.
 
     python -m benchmarks.train_speed [--quick] [--rounds N] [--variants small wide ...] [--no-torch]
+                                     [--readme README.md] [--doc docs/performance.md]
 
 For each variant, on the real split, it times epochs after a warm-up epoch of
 (a) `stages.training.fit_variant`, exactly as the train stage runs it,
@@ -13,7 +14,9 @@ that the machine's drift falls on all alike; the medians pool every round. The t
 gives the project's achieved GFLOP/s (the FLOPs a training step computes per sample,
 benchmarks/flops.py, over the training part of the epoch, validation left out) against a
 ceiling measured in the same run: numpy float32 matrix multiply on large matrices. Results go
-to benchmarks/results/.
+to benchmarks/results/: the latest to train_speed.json, and every full run (not --quick) to
+train_speed_history.json, one per CPU kind and commit, so that old and new code sit side by
+side per CPU kind.
 """
 
 import argparse
@@ -29,13 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.machine import machine, measured_on
+from benchmarks.machine import cpu_kind, machine, measured_on
 from stages.files import write_json
 from stages.params import load_params
 from stages.report import update_readme
 
 RESULTS_FILE = Path("benchmarks/results/train_speed.json")
 PATHS = ("project", "baseline", "torch")
+TORCH_TARGET = 0.77  # the project's epoch over the PyTorch peer's, on every CPU kind
 
 
 def matmul_ceiling(size: int, repeats: int) -> float:
@@ -225,6 +229,46 @@ def table(rows: list[dict], ceiling: float, where: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def history_file(output: Path) -> Path:
+    """Where the runs before `output`'s are kept: beside it."""
+    return output.with_name(f"{output.stem}_history.json")
+
+
+def with_history(path: Path, report: dict) -> list[dict]:
+    """The results in `path`, oldest first, with `report` last in place of any earlier result
+    of its CPU kind and commit."""
+    history = json.loads(path.read_text()) if path.exists() else []
+    key = (cpu_kind(report["machine"]), report["machine"]["commit"])
+    kept = [r for r in history if (cpu_kind(r["machine"]), r["machine"]["commit"]) != key]
+    return [*kept, report]
+
+
+def history_cell(r: dict | None) -> str:
+    if r is None:
+        return "–"
+    ratio = f"{r['torch_ratio']:.2f}" if "torch_ratio" in r else "–"
+    return f"{ratio} ({r['seconds_per_epoch']:.2f} s)"
+
+
+def history_table(history: list[dict]) -> str:
+    """Every result by CPU kind, in the order they ran: project/PyTorch and the project's
+    seconds per epoch, per variant."""
+    variants = list(dict.fromkeys(r["variant"] for report in history for r in report["rows"]))
+    lines = [
+        f"| CPU | Commit, date | {' | '.join(variants)} |",
+        f"|--|--|{'--:|' * len(variants)}",
+    ]
+    for report in sorted(history, key=lambda report: cpu_kind(report["machine"])):
+        where, rows = report["machine"], {r["variant"]: r for r in report["rows"]}
+        cells = " | ".join(history_cell(rows.get(variant)) for variant in variants)
+        lines.append(f"| {cpu_kind(where)} | {where['commit']}, {where['date']} | {cells} |")
+    return (
+        "\n".join(lines)
+        + f"\n\nEach cell: project/PyTorch (target ≤ {TORCH_TARGET}), then the project's seconds "
+        "per epoch; medians of each run's timed epochs, validation included.\n"
+    )
+
+
 def restate_results(path: Path, readme: Path | None) -> None:
     """Rewrite the saved results and their table with today's FLOPs count."""
     from benchmarks.flops import training_flops_per_image
@@ -265,6 +309,9 @@ def main() -> None:
     parser.add_argument("--measure", nargs=2, metavar=("VARIANT", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     parser.add_argument("--readme", type=Path, help="also write the table into this README")
+    parser.add_argument(
+        "--doc", type=Path, help="also write the table of every full run into this Markdown file"
+    )
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch peer")
     parser.add_argument(
         "--restate", action="store_true", help="recount GFLOP/s of the saved results, no timing"
@@ -306,6 +353,11 @@ def main() -> None:
     text = table(rows, ceiling, report["machine"])
     if args.readme:
         update_readme(args.readme, text, block="speed-benchmark")
+    if not args.quick:
+        history = with_history(history_file(args.output), report)
+        write_json(history_file(args.output), history)
+        if args.doc:
+            update_readme(args.doc, history_table(history), block="speed-history")
     print(text)
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.machine import cpu_kind
 from benchmarks.onednn import even_rounds, verdict, with_verdicts
 from benchmarks.studies import LATE_LINE, PARTS, STUDY_PARTS, timeline, with_result
+from benchmarks.train_speed import history_table, with_history
 from stages.stats import ALPHA
 from tests.conftest import REPO, documented_message, run
 
@@ -49,6 +51,7 @@ def test_quick_benchmark_writes_a_table_of_positive_finite_values(
     assert f"{where['date']}, commit {where['commit']}, Python {where['python']}." in result.stdout
     assert report["quick"] is True
     assert report["rounds"] == 2
+    assert not (tmp_path / "train_speed_history.json").exists()  # a quick run is no full run
     assert math.isfinite(report["matmul_ceiling_gflops"]) and report["matmul_ceiling_gflops"] > 0
     assert [row["variant"] for row in report["rows"]] == ["small"]
     for row in report["rows"]:
@@ -176,6 +179,47 @@ def test_a_study_benchmark_replaces_the_result_of_its_own_cpu_only(tmp_path: Pat
     results = with_result(output, {"cpu": "B", "runs": 1})
     assert results == {"A": {"cpu": "A", "runs": 6}, "B": {"cpu": "B", "runs": 1}}
     assert with_result(tmp_path / "none.json", {"cpu": "C"}) == {"C": {"cpu": "C"}}
+
+
+AVX2 = ["sse4_2", "avx", "avx2", "fma"]
+
+
+def speed_report(flags: list[str], commit: str, ratio: float | None) -> dict:
+    """A train_speed result of one variant, `small`, with or without the PyTorch peer."""
+    where = {"cpu": "AMD EPYC", "cpu_flags": flags, "commit": commit, "date": "2026-12-07"}
+    row = {"variant": "small", "seconds_per_epoch": 0.5}
+    return {"machine": where, "rows": [row | ({"torch_ratio": ratio} if ratio else {})]}
+
+
+def test_one_model_name_with_and_without_avx512_is_two_cpu_kinds() -> None:
+    avx2, avx512 = speed_report(AVX2, "a", 0.7), speed_report([*AVX2, "avx512f"], "a", 0.7)
+    assert cpu_kind(avx2["machine"]) == "AMD EPYC (sse4_2 avx avx2 fma)"
+    assert cpu_kind(avx512["machine"]) == "AMD EPYC (sse4_2 avx avx2 fma avx512f)"
+
+
+def test_the_speed_history_keeps_one_result_per_cpu_kind_and_commit(tmp_path: Path) -> None:
+    path = tmp_path / "train_speed_history.json"
+    assert with_history(path, speed_report(AVX2, "a", 0.7)) == [speed_report(AVX2, "a", 0.7)]
+    old, elsewhere = speed_report(AVX2, "a", 0.9), speed_report([*AVX2, "avx512f"], "b", 0.8)
+    path.write_text(json.dumps([old, elsewhere]))
+    other_commit = speed_report(AVX2, "b", 0.7)  # same CPU kind, another commit: kept beside
+    assert with_history(path, other_commit) == [old, elsewhere, other_commit]
+    rerun = speed_report(AVX2, "a", 0.6)  # same CPU kind and commit: replaces, and goes last
+    assert with_history(path, rerun) == [elsewhere, rerun]
+
+
+def test_the_speed_history_table_shows_each_cpu_kinds_runs_in_order() -> None:
+    history = [
+        speed_report(AVX2, "new", 0.76),
+        speed_report([*AVX2, "avx512f"], "x", None),
+        speed_report(AVX2, "newer", 0.5),
+    ]
+    rows = history_table(history).splitlines()[2:5]
+    assert rows == [
+        "| AMD EPYC (sse4_2 avx avx2 fma avx512f) | x, 2026-12-07 | – (0.50 s) |",
+        "| AMD EPYC (sse4_2 avx avx2 fma) | new, 2026-12-07 | 0.76 (0.50 s) |",
+        "| AMD EPYC (sse4_2 avx avx2 fma) | newer, 2026-12-07 | 0.50 (0.50 s) |",
+    ]
 
 
 def test_the_benchmark_without_its_pytorch_extra_says_so_in_one_line(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from benchmarks.profile_epoch import table as profile_table
 from benchmarks.startup import markdown as startup_markdown
 from benchmarks.studies import OUTSIDE_TARGET, PATH_TARGET, STAGES_TARGET, execution_path
 from benchmarks.studies import markdown as studies_markdown
+from benchmarks.train_speed import history_table
 from benchmarks.train_speed import table as speed_table
 from stages.files import parse_yaml
 from stages.report import readme_block
@@ -897,6 +898,15 @@ def test_the_speed_table_is_what_its_committed_results_give() -> None:
     readme = (REPO / "README.md").read_text()
     expected = speed_table(results["rows"], results["matmul_ceiling_gflops"], results["machine"])
     assert readme_block("speed-benchmark").search(readme)[2] == expected
+
+
+def test_the_speed_history_is_what_its_committed_results_give() -> None:
+    """docs/performance.md's table of every full speed run by CPU kind; the latest is the
+    README's."""
+    history = read_json("benchmarks/results/train_speed_history.json")
+    assert history[-1] == read_json("benchmarks/results/train_speed.json")
+    doc = (REPO / "docs/performance.md").read_text()
+    assert readme_block("speed-history").search(doc)[2] == history_table(history)
 
 
 def test_the_stage_table_is_what_its_committed_results_give() -> None:
