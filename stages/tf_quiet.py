@@ -1,4 +1,5 @@
-"""Import TensorFlow without its C++ start-up lines: training and evaluation import this first.
+"""Import TensorFlow without its C++ start-up lines, with oneDNN on: training and evaluation
+import this first.
 
 On a CPU machine TensorFlow prints oneDNN, CUDA and absl notices while it imports, and `E`
 lines for the missing CUDA driver later; none asks anything of the user. Unless you set
@@ -29,6 +30,11 @@ def import_tensorflow_quietly() -> None:
             os.dup2(saved, 2)
             os.close(saved)
 
+
+# oneDNN's kernels on every CPU, not only where TensorFlow turns them on by itself (AVX512_VNNI,
+# AVX512_BF16 or AMX): one code path everywhere, and the faster one for cnn where measured
+# (docs/performance.md#onednn-on-every-cpu).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"

@@ -77,7 +77,8 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
     env["PYTHONPATH"] = str(REPO)
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the stages' own default, as users get it
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the stages' own defaults, as users get them
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
     return env
 
 
