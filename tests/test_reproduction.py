@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from scipy.stats import t
 
+from stages.files import parse_yaml
 from stages.fingerprint import commit_reader, read_workspace
 from stages.records import pool
 from stages.reproduction import (
@@ -186,7 +187,9 @@ def test_the_readmes_words_on_the_committed_run_hold_for_the_committed_results()
         "ten seeds at 1 thread and three at 2, and the report finds no difference between the "
         "two thread groups, so it pools them",
         "`wide_dropout`'s committed run lies below every one of its seed-study runs, the 2-thread "
-        "ones included, and outside the interval",
+        "ones included, and outside the interval (a test checks both): no thread effect, but "
+        f"seed {parse_yaml((REPO / 'params.yaml').read_text())['train']['seed']} drawing lower "
+        "than any of the thirteen.",
     ):
         assert claim in readme
     # HEAD's files: a `make repro` on another CPU rewrites the workspace's.
