@@ -1,6 +1,7 @@
 """Where and when a benchmark ran, and on which commit: every results file records it."""
 
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -37,6 +38,13 @@ def cpu_kind(where: dict) -> str:
     """The CPU as the results files key it: its model and the instruction sets that pick
     oneDNN's kernels (one model name covers EPYCs with and without AVX-512)."""
     return f"{where['cpu']} ({' '.join(where['cpu_flags'])})"
+
+
+def with_result(path: Path, result: dict) -> dict[str, dict]:
+    """The results in `path`, one per CPU kind (`cpu_kind`), with `result` in place of its
+    kind's earlier one."""
+    results = json.loads(path.read_text()) if path.exists() else {}
+    return {**results, result["cpu"]: result}
 
 
 def measured_on(where: dict) -> str:

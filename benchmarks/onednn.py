@@ -25,8 +25,7 @@ from pathlib import Path
 
 from scipy.stats import ttest_rel
 
-from benchmarks.machine import cpu_kind, machine
-from benchmarks.studies import with_result
+from benchmarks.machine import cpu_kind, machine, with_result
 from benchmarks.train_speed import measure_in_subprocess, positive_int
 from stages.files import write_json
 from stages.params import load_params

@@ -26,8 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.machine import cpu_kind, machine
-from benchmarks.studies import with_result
+from benchmarks.machine import cpu_kind, machine, with_result
 from benchmarks.train_speed import positive_int
 from stages.files import parse_yaml, write_json
 from stages.params import load_params

@@ -36,7 +36,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import cpu_kind
+from benchmarks.machine import cpu_kind, with_result
 from stages.files import write_json
 from stages.report import update_readme
 
@@ -275,12 +275,6 @@ def execution_path(result: dict) -> float:
     parts = result["overhead_seconds_by_part"]
     once = ("per_study",) if "dispatch" in parts else ()
     return sum(seconds for part, seconds in parts.items() if part not in (*STAGE_PARTS, *once))
-
-
-def with_result(path: Path, result: dict) -> dict[str, dict]:
-    """The results in `path`, one per CPU, with `result` in place of its CPU's earlier one."""
-    results = json.loads(path.read_text()) if path.exists() else {}
-    return {**results, result["cpu"]: result}
 
 
 def main() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.machine import cpu_kind
+from benchmarks.machine import cpu_kind, with_result
 from benchmarks.onednn import even_rounds, verdict, with_verdicts
-from benchmarks.studies import LATE_LINE, PARTS, STUDY_PARTS, timeline, with_result
+from benchmarks.studies import LATE_LINE, PARTS, STUDY_PARTS, timeline
 from benchmarks.train_speed import history_table, with_history
 from stages.stats import ALPHA
 from tests.conftest import REPO, documented_message, run
