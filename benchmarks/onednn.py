@@ -1,6 +1,7 @@
 """Benchmark: each variant's epochs with TensorFlow's oneDNN ops off and on, on this CPU.
 
-    python -m benchmarks.onednn [--variants cnn ...] [--rounds 4] [--timed-epochs 2] [--doc FILE]
+    python -m benchmarks.onednn [--variants cnn ...] [--rounds 4] [--timed-epochs 2]
+                                [--max-isa AVX2] [--doc FILE]
 
 TensorFlow turns its oneDNN ops on by default only on CPUs with AVX512_VNNI, AVX512_BF16 or
 AMX; `TF_ENABLE_ONEDNN_OPTS=0` or `1` decides it on any CPU. Each measurement is a fresh
@@ -11,6 +12,10 @@ TensorFlow does here without the variable. A variant's verdict (`faster`, `slowe
 difference shown` with oneDNN) comes from a paired t-test of each round's log(on / off),
 Holm-adjusted over the variants.
 
+`--max-isa AVX2` caps oneDNN's kernels at that instruction set (`ONEDNN_MAX_CPU_ISA`), so that
+an AVX-512 machine runs the kernels an AVX2 CPU gets; its result is kept beside the uncapped
+one. A probe asks oneDNN which instruction set it picked, and the table names it.
+
 Results go to benchmarks/results/onednn.json, one per CPU (a run replaces its CPU's earlier
 one only), and with --doc all of them into its `onednn-benchmark` block.
 """
@@ -18,6 +23,7 @@ one only), and with --doc all of them into its `onednn-benchmark` block.
 import argparse
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -36,6 +42,13 @@ RESULTS_FILE = Path("benchmarks/results/onednn.json")
 SETTINGS = ("0", "1")  # TF_ENABLE_ONEDNN_OPTS: off, on
 # TensorFlow alone, without stages.tf_quiet, which may set TF_ENABLE_ONEDNN_OPTS.
 DEFAULT = "from tensorflow.python.util._pywrap_util_port import IsMklEnabled; print(IsMklEnabled())"
+# One oneDNN convolution: with ONEDNN_VERBOSE=1, oneDNN names the instruction set of its kernels.
+ISA_PROBE = (
+    "import tensorflow as tf; "
+    "tf.nn.conv2d(tf.ones([1, 4, 4, 1]), tf.ones([3, 3, 1, 1]), strides=1, padding='SAME')"
+)
+ISA_LINE = re.compile(r"^onednn_verbose,.*\binfo,cpu,isa:(.+)$", re.MULTILINE)
+MAX_ISAS = ("AVX2", "AVX512_CORE")  # oneDNN's names for the caps that --max-isa takes
 
 
 def default_onednn() -> bool:
@@ -47,15 +60,28 @@ def default_onednn() -> bool:
     return result.stdout.split()[-1] == "True"
 
 
-def measure_variant(variant: str, rounds: int, timed_epochs: int, limit: int | None) -> dict:
+def onednn_isa(env: dict[str, str]) -> str:
+    """The instruction set that oneDNN's kernels use under `env`, as oneDNN names it."""
+    env = env | {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-c", ISA_PROBE]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    named = ISA_LINE.search(result.stdout)
+    if named is None:
+        raise SystemExit("oneDNN named no instruction set: its verbose output has no isa line")
+    return named[1]
+
+
+def measure_variant(
+    variant: str, rounds: int, timed_epochs: int, limit: int | None, env: dict[str, str]
+) -> dict:
     """Each process's median seconds per epoch with oneDNN off and on, over rounds that
-    alternate the order."""
+    alternate the order, in `env`."""
     processes: dict[str, list[float]] = {setting: [] for setting in SETTINGS}
     for round_index in range(rounds):
         order = SETTINGS if round_index % 2 == 0 else SETTINGS[::-1]
         for setting in order:
-            env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": setting}
-            result = measure_in_subprocess(variant, "project", timed_epochs, limit, env)
+            setting_env = env | {"TF_ENABLE_ONEDNN_OPTS": setting}
+            result = measure_in_subprocess(variant, "project", timed_epochs, limit, setting_env)
             if result["onednn"] != (setting == "1"):
                 raise SystemExit(f"TF_ENABLE_ONEDNN_OPTS={setting} left oneDNN {result['onednn']}")
             processes[setting].append(round(statistics.median(result["seconds"]), 3))
@@ -114,16 +140,17 @@ def verdict(ratio: float, p_value: float | None) -> str:
 def markdown(results: dict[str, dict]) -> str:
     """One row per CPU and variant: seconds per epoch with oneDNN off and on, and their ratio."""
     lines = [
-        "| CPU | TensorFlow's default there | Variant | s/epoch, oneDNN off | s/epoch, on "
-        "| on / off | With oneDNN (Holm-adjusted p) |",
-        "|--|--|--|--:|--:|--:|--|",
+        "| CPU | TensorFlow's default there | oneDNN's kernels | Variant | s/epoch, oneDNN off "
+        "| s/epoch, on | on / off | With oneDNN (Holm-adjusted p) |",
+        "|--|--|--|--|--:|--:|--:|--|",
     ]
     for cpu, result in sorted(results.items()):
         default = "on" if result["default_onednn"] else "off"
         for r in result["rows"]:
             p_value = "" if r["p_value"] is None else f" (p {p_text(r['p_value'])})"
             lines.append(
-                f"| {cpu} | {default} | {r['variant']} | {r['off_seconds_per_epoch']:.2f} "
+                f"| {cpu} | {default} | {result['onednn_isa']} | {r['variant']} "
+                f"| {r['off_seconds_per_epoch']:.2f} "
                 f"| {r['on_seconds_per_epoch']:.2f} | {r['on_over_off']:.2f} "
                 f"| {r['verdict']}{p_value} |"
             )
@@ -159,17 +186,23 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", help="default: every variant in params.yaml")
     parser.add_argument("--rounds", type=even_rounds, default=4, help="2, 4, 6 ...")
     parser.add_argument("--timed-epochs", type=positive_int, default=2)
+    parser.add_argument(
+        "--max-isa", choices=MAX_ISAS, help="cap oneDNN's kernels at this instruction set"
+    )
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)  # the tests' few samples
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     parser.add_argument("--doc", type=Path, help="also write the table into this Markdown file")
     args = parser.parse_args()
 
     variants = args.variants or list(load_params().models)
+    env = dict(os.environ) | ({"ONEDNN_MAX_CPU_ISA": args.max_isa} if args.max_isa else {})
     where = machine()
     rows = with_verdicts(
-        [measure_variant(v, args.rounds, args.timed_epochs, args.limit) for v in variants]
+        [measure_variant(v, args.rounds, args.timed_epochs, args.limit, env) for v in variants]
     )
-    result = {"cpu": cpu_kind(where), "machine": where, "default_onednn": default_onednn()}
+    cpu = cpu_kind(where) + (f", oneDNN capped at {args.max_isa}" if args.max_isa else "")
+    result = {"cpu": cpu, "machine": where, "default_onednn": default_onednn()}
+    result |= {"max_isa": args.max_isa, "onednn_isa": onednn_isa(env)}
     results = with_result(args.output, result | {"rounds": args.rounds, "rows": rows})
     write_json(args.output, results)
     text = markdown(results)
