@@ -71,6 +71,11 @@ def onednn_isa(env: dict[str, str]) -> str:
     return named[1]
 
 
+def cpu_label(where: dict, max_isa: str | None) -> str:
+    """The CPU kind that keys a result, with the cap on oneDNN's kernels where there is one."""
+    return cpu_kind(where) + (f", oneDNN capped at {max_isa}" if max_isa else "")
+
+
 def measure_variant(
     variant: str, rounds: int, timed_epochs: int, limit: int | None, env: dict[str, str]
 ) -> dict:
@@ -200,10 +205,16 @@ def main() -> None:
     rows = with_verdicts(
         [measure_variant(v, args.rounds, args.timed_epochs, args.limit, env) for v in variants]
     )
-    cpu = cpu_kind(where) + (f", oneDNN capped at {args.max_isa}" if args.max_isa else "")
-    result = {"cpu": cpu, "machine": where, "default_onednn": default_onednn()}
-    result |= {"max_isa": args.max_isa, "onednn_isa": onednn_isa(env)}
-    results = with_result(args.output, result | {"rounds": args.rounds, "rows": rows})
+    result = {
+        "cpu": cpu_label(where, args.max_isa),
+        "machine": where,
+        "default_onednn": default_onednn(),
+        "max_isa": args.max_isa,
+        "onednn_isa": onednn_isa(env),
+        "rounds": args.rounds,
+        "rows": rows,
+    }
+    results = with_result(args.output, result)
     write_json(args.output, results)
     text = markdown(results)
     if args.doc:

@@ -4,6 +4,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.machine import cpu_kind, with_result
-from benchmarks.onednn import even_rounds, verdict, with_verdicts
+from benchmarks.onednn import cpu_label, even_rounds, onednn_isa, verdict, with_verdicts
 from benchmarks.studies import LATE_LINE, PARTS, STUDY_PARTS, timeline
 from benchmarks.train_speed import history_table, with_history
 from stages.stats import ALPHA
@@ -239,11 +240,13 @@ def test_the_onednn_benchmark_times_each_setting_and_records_tensorflows_default
     elsewhere = next(iter(committed.values()))
     output.write_text(json.dumps({"another CPU": elsewhere}))
     command = [sys.executable, "-m", "benchmarks.onednn", "--variants", "small", "--rounds", "2"]
-    command += ["--timed-epochs", "1", "--limit", "512", "--output", str(output)]
-    result = run(command, cwd=split_project)
+    command += ["--timed-epochs", "1", "--limit", "512", "--max-isa", "AVX2"]
+    result = run([*command, "--output", str(output)], cwd=split_project)
     results = json.loads(output.read_text())
     assert results.pop("another CPU") == elsewhere  # another CPU's result is kept as it was
     [(cpu, report)] = results.items()
+    assert cpu == cpu_label(report["machine"], "AVX2")  # beside this CPU's uncapped result
+    assert report["max_isa"] == "AVX2" and report["onednn_isa"] == "Intel AVX2"
     # Each process checked that it got the setting (the benchmark fails otherwise), and
     # TensorFlow's default follows its rule: on with AVX512_VNNI, AVX512_BF16 or AMX.
     flags = set(report["machine"]["cpu_flags"])
@@ -255,8 +258,30 @@ def test_the_onednn_benchmark_times_each_setting_and_records_tensorflows_default
     assert 0 <= row["p_value"] <= 1
     off, on = row["off_seconds_per_epoch"], row["on_seconds_per_epoch"]
     assert off > 0 and on > 0 and row["on_over_off"] == pytest.approx(on / off, abs=0.01)
-    assert f"| {cpu} | {'on' if report['default_onednn'] else 'off'} | small | " in result.stdout
+    default = "on" if report["default_onednn"] else "off"
+    assert f"| {cpu} | {default} | Intel AVX2 | small | " in result.stdout
     assert "| another CPU | " in result.stdout  # both CPUs' rows, side by side
+
+
+def test_a_capped_result_is_keyed_apart_from_its_cpus_uncapped_one() -> None:
+    where = {"cpu": "AMD EPYC", "cpu_flags": ["avx2", "avx512f"]}
+    assert cpu_label(where, None) == "AMD EPYC (avx2 avx512f)" == cpu_kind(where)
+    assert cpu_label(where, "AVX2") == "AMD EPYC (avx2 avx512f), oneDNN capped at AVX2"
+
+
+def test_onednn_names_its_kernels_instruction_set_and_a_cap_lowers_it_only_from_above() -> None:
+    flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)[1].split())
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
+    avx512_core = {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags
+    core = "Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions"
+    # A cap at AVX512_CORE binds just above it (VNNI, BF16, AMX) and not at or below it.
+    assert onednn_isa(env | {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}) == (
+        core if avx512_core else "Intel AVX2"
+    )
+    assert onednn_isa(env | {"ONEDNN_MAX_CPU_ISA": "AVX2"}) == "Intel AVX2"
+    uncapped = onednn_isa(env)
+    assert uncapped.startswith("Intel AVX-512") == avx512_core
+    assert (uncapped == core) == (avx512_core and "avx512_vnni" not in flags)
 
 
 def test_the_startup_benchmark_times_the_stages_in_a_scratch_folder(
