@@ -16,8 +16,8 @@ Holm-adjusted over the variants.
 an AVX-512 machine runs the kernels an AVX2 CPU gets; its result is kept beside the uncapped
 one. A probe asks oneDNN which instruction set it picked, and the table names it.
 
-Results go to benchmarks/results/onednn.json, one per CPU (a run replaces its CPU's earlier
-one only), and with --doc all of them into its `onednn-benchmark` block.
+Results go to benchmarks/results/onednn.json, one per CPU and cap (a run replaces its own
+CPU's and cap's earlier one only), and with --doc all of them into its `onednn-benchmark` block.
 """
 
 import argparse
