@@ -41,8 +41,9 @@ def cpu_kind(where: dict) -> str:
 
 
 def with_result(path: Path, result: dict) -> dict[str, dict]:
-    """The results in `path`, one per CPU kind (`cpu_kind`), with `result` in place of its
-    kind's earlier one."""
+    """The results in `path`, one per key `result["cpu"]` (the CPU kind, `cpu_kind`, and for
+    the oneDNN benchmark any cap on its kernels), with `result` in place of its key's earlier
+    one."""
     results = json.loads(path.read_text()) if path.exists() else {}
     return {**results, result["cpu"]: result}
 

@@ -12,9 +12,12 @@ TensorFlow does here without the variable. A variant's verdict (`faster`, `slowe
 difference shown` with oneDNN) comes from a paired t-test of each round's log(on / off),
 Holm-adjusted over the variants.
 
-`--max-isa AVX2` caps oneDNN's kernels at that instruction set (`ONEDNN_MAX_CPU_ISA`), so that
-an AVX-512 machine runs the kernels an AVX2 CPU gets; its result is kept beside the uncapped
-one. A probe asks oneDNN which instruction set it picked, and the table names it.
+`--max-isa AVX2` caps oneDNN's kernels at that instruction set (`ONEDNN_MAX_CPU_ISA`) with
+oneDNN's ops off and on alike: with them off, Eigen's matrix products still call oneDNN's
+sgemm. So an AVX-512 machine runs the kernels that an AVX2 CPU gets (`AVX512_CORE`: those of
+an AVX-512 CPU without VNNI or BF16, where TensorFlow leaves oneDNN off too). Its result is
+kept beside the uncapped one. A probe asks oneDNN which instruction set it picked, before any
+measurement, and the table names it.
 
 Results go to benchmarks/results/onednn.json, one per CPU and cap (a run replaces its own
 CPU's and cap's earlier one only), and with --doc all of them into its `onednn-benchmark` block.
@@ -60,14 +63,21 @@ def default_onednn() -> bool:
     return result.stdout.split()[-1] == "True"
 
 
+def benchmark_env(environ: dict[str, str], max_isa: str | None) -> dict[str, str]:
+    """`environ` without oneDNN's own settings, which would cap or flood every process
+    unrecorded, and with `max_isa` as the cap where given."""
+    env = {k: v for k, v in environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "ONEDNN_VERBOSE")}
+    return env | ({"ONEDNN_MAX_CPU_ISA": max_isa} if max_isa else {})
+
+
 def onednn_isa(env: dict[str, str]) -> str:
     """The instruction set that oneDNN's kernels use under `env`, as oneDNN names it."""
     env = env | {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [sys.executable, "-c", ISA_PROBE]
-    result = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     named = ISA_LINE.search(result.stdout)
-    if named is None:
-        raise SystemExit("oneDNN named no instruction set: its verbose output has no isa line")
+    if result.returncode != 0 or named is None:
+        raise SystemExit(f"oneDNN's instruction-set probe failed:\n{result.stderr[-2000:]}")
     return named[1]
 
 
@@ -200,8 +210,8 @@ def main() -> None:
     args = parser.parse_args()
 
     variants = args.variants or list(load_params().models)
-    env = dict(os.environ) | ({"ONEDNN_MAX_CPU_ISA": args.max_isa} if args.max_isa else {})
-    where = machine()
+    env = benchmark_env(dict(os.environ), args.max_isa)
+    where, isa = machine(), onednn_isa(env)
     rows = with_verdicts(
         [measure_variant(v, args.rounds, args.timed_epochs, args.limit, env) for v in variants]
     )
@@ -210,7 +220,7 @@ def main() -> None:
         "machine": where,
         "default_onednn": default_onednn(),
         "max_isa": args.max_isa,
-        "onednn_isa": onednn_isa(env),
+        "onednn_isa": isa,
         "rounds": args.rounds,
         "rows": rows,
     }

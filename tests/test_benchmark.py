@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from benchmarks.machine import cpu_kind, with_result
-from benchmarks.onednn import cpu_label, even_rounds, onednn_isa, verdict, with_verdicts
+from benchmarks.onednn import (
+    benchmark_env,
+    cpu_label,
+    even_rounds,
+    measure_variant,
+    onednn_isa,
+    verdict,
+    with_verdicts,
+)
 from benchmarks.studies import LATE_LINE, PARTS, STUDY_PARTS, timeline
 from benchmarks.train_speed import history_table, with_history
 from stages.stats import ALPHA
@@ -279,9 +287,34 @@ def test_onednn_names_its_kernels_instruction_set_and_a_cap_lowers_it_only_from_
         core if avx512_core else "Intel AVX2"
     )
     assert onednn_isa(env | {"ONEDNN_MAX_CPU_ISA": "AVX2"}) == "Intel AVX2"
+    # Below every CPU with AVX2: the cap binds wherever the suite runs.
+    assert onednn_isa(env | {"ONEDNN_MAX_CPU_ISA": "SSE41"}) == "Intel SSE4.1"
     uncapped = onednn_isa(env)
     assert uncapped.startswith("Intel AVX-512") == avx512_core
     assert (uncapped == core) == (avx512_core and "avx512_vnni" not in flags)
+
+
+def test_the_benchmarks_environment_carries_its_own_cap_and_no_other_onednn_setting() -> None:
+    environ = {"PATH": "/bin", "ONEDNN_MAX_CPU_ISA": "SSE41", "ONEDNN_VERBOSE": "1"}
+    assert benchmark_env(environ, None) == {"PATH": "/bin"}
+    assert benchmark_env(environ, "AVX2") == {"PATH": "/bin", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def test_each_timed_process_gets_the_benchmarks_environment_and_its_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = []
+
+    def measured(variant: str, path: str, epochs: int, limit: int | None, env: dict) -> dict:
+        calls.append((env["TF_ENABLE_ONEDNN_OPTS"], env["ONEDNN_MAX_CPU_ISA"]))
+        return {"onednn": env["TF_ENABLE_ONEDNN_OPTS"] == "1", "seconds": [1.0]}
+
+    monkeypatch.setattr("benchmarks.onednn.measure_in_subprocess", measured)
+    row = measure_variant("small", 4, 1, None, {"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    # Rounds alternate which setting goes first; the cap reaches every process.
+    assert [setting for setting, _ in calls] == ["0", "1", "1", "0", "0", "1", "1", "0"]
+    assert {cap for _, cap in calls} == {"AVX2"}
+    assert row["off_seconds"] == row["on_seconds"] == [1.0] * 4
 
 
 def test_the_startup_benchmark_times_the_stages_in_a_scratch_folder(

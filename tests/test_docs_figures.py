@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 import pytest
 
 from benchmarks.cluster import projection
-from benchmarks.machine import cpu_kind
+from benchmarks.onednn import cpu_label
 from benchmarks.onednn import markdown as onednn_markdown
 from benchmarks.pipeline import markdown as pipeline_markdown
 from benchmarks.profile_epoch import table as profile_table
@@ -177,15 +177,15 @@ def ratio_row(variant: str, target: float, against: str) -> str:
     return f"| `{variant}` ≤ {target}× {label} | {ratio:.2f}× | {met(ratio, target)} |"
 
 
-def onednn_rows(cpu_suffix: str = "") -> dict[str, dict]:
+def onednn_rows(max_isa: str | None = None) -> dict[str, dict]:
     """The committed oneDNN benchmark's rows, by variant, of this doc's CPU kind (its speed
-    table's), capped where `cpu_suffix` says so."""
-    cpu = cpu_kind(read_json(SPEED)["machine"]) + cpu_suffix
+    table's), under `max_isa`'s cap where given."""
+    cpu = cpu_label(read_json(SPEED)["machine"], max_isa)
     return {r["variant"]: r for r in read_json("benchmarks/results/onednn.json")[cpu]["rows"]}
 
 
 def avx2_cnn_row() -> str:
-    ratio = onednn_rows(", oneDNN capped at AVX2")["cnn"]["on_over_off"]
+    ratio = onednn_rows("AVX2")["cnn"]["on_over_off"]
     return (
         "| `cnn` on an AVX2 CPU ≤ 0.65× its epoch at TensorFlow's default | no AVX2 CPU yet; "
         f"its stand-in below: {ratio:.2f}× | not judged |"
@@ -193,8 +193,7 @@ def avx2_cnn_row() -> str:
 
 
 def avx2_stand_in() -> str:
-    capped = onednn_rows(", oneDNN capped at AVX2")["cnn"]["on_over_off"]
-    uncapped = onednn_rows()["cnn"]["on_over_off"]
+    capped, uncapped = (onednn_rows(cap)["cnn"]["on_over_off"] for cap in ("AVX2", None))
     return (
         f"Capped, oneDNN takes `cnn`'s epoch to {capped:.2f} of its time without, against "
         f"{uncapped:.2f} uncapped"
