@@ -327,9 +327,8 @@ def test_the_startup_benchmark_times_the_stages_in_a_scratch_folder(
     [report] = json.loads(output.read_text()).values()
     seconds = report["seconds"]
     assert list(seconds) == ["import keras", "train small", "evaluate small"]
+    # Each stage ran to its end: the benchmark fails on a stage's non-zero exit.
     assert all(math.isfinite(s) and s > 0 for s in seconds.values())
-    # A stage imports Keras and more, so it takes longer than the bare import.
-    assert seconds["evaluate small"] > seconds["import keras"]
     assert sorted(p.name for p in split_project.iterdir()) == before  # no output of its own
     assert "| `import keras` alone | " in result.stdout and "| train small | " in result.stdout
 
